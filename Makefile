@@ -1,0 +1,28 @@
+# The two commands a user needs (README): `make serve` starts the backend, `make test` runs the tests.
+# Both create the virtual environment on first use from the pinned lock file.
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+PORT ?= 9090
+
+.PHONY: serve test test-fast install
+
+$(STAMP): requirements.lock requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	# --no-deps: the lock is the complete set; it keeps label-studio-ml's obsolete pins out (requirements.txt)
+	$(VENV)/bin/pip install -q --no-deps -r requirements.lock
+	$(VENV)/bin/pip install -q -r requirements-test.txt
+	# put the repository on the venv's path, so `label-studio-ml init` copies of my_ml_backend.py import the package
+	echo "$(CURDIR)" > $$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/uie_backend_repo.pth
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	PORT=$(PORT) $(VENV)/bin/gunicorn --config gunicorn.conf.py _wsgi:app
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not slow"

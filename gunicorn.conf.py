@@ -1,0 +1,16 @@
+"""gunicorn settings for `make serve`; every value can be overridden from the environment."""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '9090')}"
+# One worker process holds one model in memory; threads let /health and /setup answer while a batch
+# predicts (the model itself serialises its calls). Training runs in its own spawned process.
+workers = int(os.environ.get("WORKERS", "1"))
+threads = int(os.environ.get("THREADS", "4"))
+worker_class = "gthread"
+# "Retrieve Predictions" may send a whole project in one request; Label Studio waits up to 100 s.
+timeout = int(os.environ.get("TIMEOUT", "120"))
+graceful_timeout = 30
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()

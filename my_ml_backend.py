@@ -1,0 +1,72 @@
+"""The Label Studio ML backend: UIE pre-annotations for span labelling, fine-tuned on the project's annotations.
+
+Served two ways, with the same class:
+
+* ``make serve`` (gunicorn, ``_wsgi.py``): this repository's own Flask app (``uie_backend/server.py``), which
+  runs training as background jobs and answers Label Studio within its time limits;
+* ``label-studio-ml init NAME --script my_ml_backend.py`` + ``label-studio-ml start NAME``: label-studio-ml's
+  generic app, which calls :meth:`UIEBackend.predict` and, for "Start Training", :meth:`UIEBackend.fit` in
+  a child process of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from pathlib import Path
+from typing import Any
+
+from label_studio_ml.model import LabelStudioMLBase
+
+from uie_backend import predictor, regions, training
+from uie_backend.config import Settings
+from uie_backend.labelconfig import parse_label_config
+
+log = logging.getLogger(__name__)
+
+# label-studio-ml 1.0.9 runs fit() in a multiprocessing.Process of the default start method; forking a
+# process that has loaded paddle segfaults, so its jobs must be spawned.
+multiprocessing.set_start_method("spawn", force=True)
+
+
+class UIEBackend(LabelStudioMLBase):
+    """Pre-annotates every ``<Labels>`` control bound to a ``<Text>`` with UIE, using the label values as schema."""
+
+    # label-studio-ml 1.0.9 would fine-tune on every annotation event; Label Studio 1.23's button sends this.
+    TRAIN_EVENTS = ("START_TRAINING",)
+
+    def __init__(self, label_config: str | None = None, train_output: dict | None = None, **kwargs: Any):
+        self.controls = parse_label_config(label_config)  # a clear LabelConfigError before anything else
+        super().__init__(label_config=label_config, train_output=train_output, **kwargs)
+        self.settings = Settings.from_env()
+
+    @property
+    def model_version(self) -> str:
+        return predictor.resolve_source(self.settings).version
+
+    def predict(self, tasks: list[dict], context: Any = None, **kwargs: Any) -> list[dict]:
+        """One prediction per task, in order (label-studio-ml's contract); problems are logged."""
+        results, errors = self.predict_with_errors(tasks, context)
+        for error in errors:
+            log.warning("task %s: %s %s", error.task, error.field, error.message)
+        return results
+
+    def predict_with_errors(self, tasks: list[dict], context: Any = None):
+        """Predictions plus the per-task problems (missing or non-string text) that produced empty ones."""
+        return regions.predict_tasks(tasks, self.controls, predictor.current(self.settings), context)
+
+    def fit(self, tasks, workdir: str | None = None, **kwargs: Any) -> dict:
+        """Fine-tune on ``tasks`` (annotated Label Studio tasks) or, when none are given, on the project's
+        annotations pulled from Label Studio; the new model is served once it is better than the old one."""
+        data = kwargs.get("data") or {}
+        project = data.get("project") if isinstance(data.get("project"), dict) else {}
+        request = training.TrainingRequest(
+            label_config=self.label_config,
+            project_id=project.get("id"),
+            tasks=list(tasks) or None,
+            label_studio_url=self.settings.label_studio_url or self.hostname,
+            label_studio_token=self.settings.label_studio_api_key or self.access_token,
+        )
+        run_dir = Path(workdir) if workdir else self.settings.data_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
+        return training.run(request, self.settings, run_dir)

@@ -1,0 +1,135 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import convert
+import doccano
+from uie_backend.data import read_jsonl
+
+REPO = Path(__file__).resolve().parent.parent
+
+CONFIG = """<View><Text name="doc" value="$content"/>
+  <Labels name="ner" toName="doc"><Label value="人名"/><Label value="地名"/><Label value="组织"/></Labels>
+</View>"""
+
+
+def ls_task(task_id, text, regions, was_cancelled=False):
+    result = [{"id": f"r{i}", "from_name": "ner", "to_name": "doc", "type": "labels",
+               "value": {"start": s, "end": e, "text": text[s:e], "labels": [label]}}
+              for i, (s, e, label) in enumerate(regions)]
+    return {"id": task_id, "data": {"content": text},
+            "annotations": [{"id": task_id, "result": result, "was_cancelled": was_cancelled}]}
+
+
+TASKS = [
+    ls_task(1, "张三在北京", [(0, 2, "人名"), (3, 5, "地名")]),
+    ls_task(2, "今天天气不错", []),
+    ls_task(3, "跳过这条", [(0, 2, "人名")], was_cancelled=True),
+    ls_task(4, "李四去了华为", [(0, 2, "人名"), (4, 6, "组织")]),
+]
+
+
+def write_export(tmp_path, tasks=TASKS):
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(tasks, ensure_ascii=False), "utf-8")
+    config = tmp_path / "config.xml"
+    config.write_text(CONFIG, "utf-8")
+    return path, config
+
+
+def test_convert_writes_doccano_and_prints_counts(tmp_path, capsys):
+    export, config = write_export(tmp_path)
+    out = tmp_path / "data" / "doccano.jsonl"
+    assert convert.main([str(export), "-o", str(out), "--label-config", str(config)]) == 0
+    assert [(r["id"], len(r["entities"])) for r in read_jsonl(out)] == [(1, 2), (2, 0), (4, 2)]
+    printed = capsys.readouterr().out
+    for line in ("tasks read: 4", "kept: 3", "skipped (no usable annotation): 1",
+                 "negatives (kept, no entities): 1", "  人名: 2", "  组织: 1"):
+        assert line in printed.splitlines()
+
+
+def test_convert_errors_exit_2_with_one_line(tmp_path, capsys):
+    bad = [ls_task(9, "张三", [(0, 5, "人名")])]
+    export, _ = write_export(tmp_path, bad)
+    out = tmp_path / "out.jsonl"
+    for argv in ([str(export), "-o", str(out)], [str(tmp_path / "missing.json"), "-o", str(out)]):
+        assert convert.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+    config = tmp_path / "bad.xml"
+    config.write_text("<View>", "utf-8")
+    assert convert.main([str(export), "-o", str(out), "--label-config", str(config)]) == 2
+    assert "not well-formed" in capsys.readouterr().err
+
+
+def test_convert_error_names_the_task(tmp_path, capsys):
+    export, _ = write_export(tmp_path, [ls_task(9, "张三", [(0, 5, "人名")])])
+    convert.main([str(export), "-o", str(tmp_path / "out.jsonl")])
+    assert "task 9" in capsys.readouterr().err
+
+
+def make_doccano(tmp_path, count=60):
+    path = tmp_path / "doccano.jsonl"
+    rows = [{"id": i, "text": f"张三{i}", "relations": [],
+             "entities": [{"id": 0, "start_offset": 0, "end_offset": 2, "label": "人名" if i % 2 else "地名"}]}
+            for i in range(count)]
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
+    return path
+
+
+def test_doccano_writes_uie_and_doccano_splits(tmp_path, capsys):
+    source = make_doccano(tmp_path)
+    save = tmp_path / "out"
+    argv = ["--doccano_file", str(source), "--save_dir", str(save), "--negative_ratio", "1", "--seed", "3"]
+    assert doccano.main(argv) == 0
+    parts = {name: read_jsonl(save / f"doccano_{name}.jsonl") for name in ("train", "dev", "test")}
+    assert sorted(r["id"] for part in parts.values() for r in part) == list(range(60))
+    train_examples = read_jsonl(save / "train.txt")
+    assert len(train_examples) == 2 * len(parts["train"])  # one positive + one negative each
+    assert {x["prompt"] for x in train_examples if not x["result_list"]} <= {"人名", "地名"}
+    assert f"train: {len(parts['train'])} tasks" in capsys.readouterr().out
+
+    first = (save / "train.txt").read_bytes()
+    assert doccano.main(argv) == 0
+    assert (save / "train.txt").read_bytes() == first
+
+
+def test_doccano_two_splits_and_schema_negatives(tmp_path):
+    source = make_doccano(tmp_path)
+    config = tmp_path / "config.xml"
+    config.write_text(CONFIG, "utf-8")
+    save = tmp_path / "out"
+    argv = ["--doccano_file", str(source), "--save_dir", str(save), "--splits", "0.5", "0.5",
+            "--label_config", str(config)]
+    assert doccano.main(argv) == 0
+    written = sorted(p.name for p in save.iterdir())
+    assert written == ["dev.txt", "doccano_dev.jsonl", "doccano_train.jsonl", "train.txt"]
+    assert "组织" in {x["prompt"] for x in read_jsonl(save / "train.txt") if not x["result_list"]}
+
+
+def test_doccano_refuses_cls_and_bad_splits(tmp_path, capsys):
+    source = make_doccano(tmp_path)
+    save = tmp_path / "out"
+    assert doccano.main(["--doccano_file", str(source), "--save_dir", str(save), "--task_type", "cls"]) == 2
+    assert "not supported" in capsys.readouterr().err
+    assert doccano.main(["--doccano_file", str(source), "--save_dir", str(save), "--splits", "0.8", "0.3"]) == 2
+    assert "sum to 1" in capsys.readouterr().err
+    assert not save.exists()
+
+
+def test_scripts_run_as_programs(tmp_path):
+    export, config = write_export(tmp_path)
+    records = tmp_path / "doccano.jsonl"
+    run = lambda *args: subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True)
+
+    converted = run("convert.py", export, "-o", records, "--label-config", config)
+    assert converted.returncode == 0, converted.stderr
+    split = run("doccano.py", "--doccano_file", records, "--save_dir", tmp_path / "splits")
+    assert split.returncode == 0, split.stderr
+    assert (tmp_path / "splits" / "train.txt").is_file()
+
+    failed = run("convert.py", tmp_path / "missing.json", "-o", records)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr

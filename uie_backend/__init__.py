@@ -1,0 +1,1 @@
+"""Label Studio ML backend that pre-annotates Chinese text with PaddleNLP UIE and fine-tunes it."""

@@ -1,0 +1,90 @@
+"""Every setting of the backend, read from the environment in one place.
+
+Each field's metadata holds its environment variable and a one-line meaning; the README's configuration
+table is generated from it (``python -m uie_backend.config``), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _setting(env: str, default, help: str):
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    checkpoint_dir: Path = _setting(
+        "UIE_CHECKPOINT_DIR", REPO_ROOT / "checkpoint",
+        "Where models live; the served model is `<dir>/model_best`.")
+    fallback_model: str = _setting(
+        "UIE_MODEL", "uie-base",
+        "PaddleNLP model name used when `model_best` does not exist (downloaded by PaddleNLP, needs internet).")
+    data_dir: Path = _setting(
+        "UIE_DATA_DIR", REPO_ROOT / "data",
+        "Where each training run keeps the exact data it used (`runs/<id>/`).")
+    device: str = _setting("UIE_DEVICE", "auto", "`cpu`, `gpu`, `gpu:N`, or `auto` (GPU when there is one).")
+    batch_size: int = _setting("UIE_BATCH_SIZE", 16, "Texts per forward pass at prediction time.")
+    max_seq_len: int = _setting("UIE_MAX_SEQ_LEN", 512, "Tokens per model window (prompt + text).")
+    position_prob: float = _setting(
+        "UIE_THRESHOLD", 0.5, "Minimum start and end probability for a predicted span.")
+    num_threads: int = _setting("UIE_NUM_THREADS", 0, "CPU threads for inference (0: half the cores).")
+    train_epochs: int = _setting("UIE_TRAIN_EPOCHS", 20, "Fine-tuning epochs on Start Training.")
+    train_learning_rate: float = _setting("UIE_TRAIN_LR", 1e-5, "Fine-tuning learning rate (PaddleNLP's own).")
+    train_batch_size: int = _setting("UIE_TRAIN_BATCH_SIZE", 16, "Examples per fine-tuning step.")
+    train_max_seq_len: int = _setting("UIE_TRAIN_MAX_SEQ_LEN", 256, "Tokens per training example.")
+    negative_ratio: int = _setting("UIE_NEGATIVE_RATIO", 5, "Negative prompts per positive one in training data.")
+    label_studio_url: str = _setting(
+        "LABEL_STUDIO_URL", "", "Label Studio address for pulling annotations (default: the `hostname` sent to /setup).")
+    label_studio_api_key: str = _setting(
+        "LABEL_STUDIO_API_KEY", "", "Token for pulling annotations: legacy token or personal access token "
+        "(default: the `access_token` sent to /setup).")
+    basic_auth_user: str = _setting("BASIC_AUTH_USER", "", "Require HTTP basic auth with this user (off when empty).")
+    basic_auth_pass: str = _setting("BASIC_AUTH_PASS", "", "Password for `BASIC_AUTH_USER`.")
+    ppnlp_home: Path = _setting(
+        "PPNLP_HOME", REPO_ROOT / ".paddlenlp", "PaddleNLP's cache folder (downloaded models, if online).")
+
+    @property
+    def model_best(self) -> Path:
+        return self.checkpoint_dir / "model_best"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build the settings from ``environ`` (default ``os.environ``); bad values fail loudly at start-up."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.metadata["env"])
+            kind = type(f.default)
+            if raw is None or (raw == "" and kind is not str):  # UIE_MODEL="" means "no fallback model"
+                continue
+            try:
+                values[f.name] = Path(raw).expanduser() if issubclass(kind, Path) else kind(raw)
+            except ValueError:
+                raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
+        settings = cls(**values)
+        if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):
+            raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+        return settings
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if isinstance(default, Path):
+            default = default.relative_to(REPO_ROOT) if default.is_relative_to(REPO_ROOT) else default
+        rows.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['help']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,382 @@
+"""Turn Label Studio annotations into training data for UIE.
+
+The pipeline has two hops, and the middle format is the one saved to disk and reused by
+training and evaluation:
+
+Label Studio task  ->  doccano record  ->  UIE prompt examples
+
+A doccano record (one JSON object per line, doccano's "entities" form, which PaddleNLP's
+``doccano.py`` reads) is::
+
+    {"id": 6, "text": "张三在北京",
+     "entities": [{"id": 0, "start_offset": 0, "end_offset": 2, "label": "人名"}],
+     "relations": []}
+
+Offsets are Python string indices (Unicode code points, end exclusive), exactly as Label Studio
+stores them, so ``text[start_offset:end_offset]`` is the entity. ``id`` is the Label Studio task
+id; it keeps a task in the same train/dev/test split however the data set grows. A record with
+no entities is a real negative: the annotator looked and found nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .labelconfig import SpanControl
+
+
+class DataError(ValueError):
+    """Input data cannot be used: the message names the task (or line) and the field."""
+
+
+# -- reading and writing files ----------------------------------------------------------------------
+
+
+def _parse_jsonl(text: str, source: object) -> list[Any]:
+    rows = []
+    # Split on "\n" only: str.splitlines() would also split on U+2028 and friends, which
+    # json.dumps(ensure_ascii=False) leaves unescaped inside strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{source}: line {number} is not valid JSON: {exc.msg}") from None
+    return rows
+
+
+def _read_text(path: str | os.PathLike) -> str:
+    # utf-8-sig: files saved by Windows editors start with a BOM that json.loads refuses.
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def _require_objects(rows: list[Any], source: object) -> list[dict]:
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{source}: item {index} is a {type(row).__name__}, not a JSON object")
+    return rows
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read one JSON object per line; blank lines are allowed."""
+    return _require_objects(_parse_jsonl(_read_text(path), path), path)
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """Write one JSON object per line, atomically, so a crash never leaves half a data set."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp_name, path)
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+
+
+def _unwrap_payload(payload: Any, source: object) -> list[Any]:
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict):
+        if "data" in payload:  # a single task
+            return [payload]
+        for key in ("tasks", "annotations"):  # "annotations": the legacy /train payload
+            if isinstance(payload.get(key), list):
+                return payload[key]
+    raise DataError(f"{source}: expected a list of tasks, or an object with 'tasks' or 'annotations'")
+
+
+def load_tasks(path: str | os.PathLike) -> list[dict]:
+    """Read Label Studio tasks from any of the shapes they arrive in.
+
+    Accepted: a JSON export (array of tasks), the legacy ``/train`` payload
+    (``{"annotations": [tasks], ...}``), ``{"tasks": [...]}``, or JSONL with one task per line.
+    """
+    text = _read_text(path)
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if text.lstrip().startswith("["):
+            raise DataError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        return _require_objects(_parse_jsonl(text, path), path)
+    return _require_objects(_unwrap_payload(payload, path), path)
+
+
+# -- Label Studio tasks -> doccano records ----------------------------------------------------------
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _recency(annotation: dict) -> tuple[bool, float, float]:
+    moment = _timestamp(annotation.get("updated_at"))
+    if moment is None:
+        moment = _timestamp(annotation.get("created_at"))
+    annotation_id = annotation.get("id")
+    numeric_id = annotation_id if isinstance(annotation_id, (int, float)) else float("-inf")
+    return (moment is not None, moment or 0.0, numeric_id)
+
+
+def choose_annotation(task: dict) -> dict | None:
+    """Pick the one annotation to learn from, or None when the task has none that counts.
+
+    Skipped annotations (``was_cancelled``) say nothing about the text. Among the rest a reviewer's
+    ``ground_truth`` wins, then the most recently edited one, since it reflects the latest guidelines.
+    """
+    annotations = task.get("annotations") or []
+    if not isinstance(annotations, list):
+        raise DataError(f"task {task.get('id')!r}: field 'annotations' is not a list")
+    usable = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
+    if not usable:
+        return None
+    ground_truth = [a for a in usable if a.get("ground_truth")]
+    return max(ground_truth or usable, key=_recency)
+
+
+def _check_span(text: str, start: Any, end: Any, where: str, names: tuple[str, str]) -> None:
+    for name, offset in zip(names, (start, end)):
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            raise DataError(f"{where}: field '{name}' is {offset!r}, not an integer")
+    if not 0 <= start < end <= len(text):
+        raise DataError(
+            f"{where}: fields '{names[0]}'={start}, '{names[1]}'={end} are not a span of the text"
+            f" (need 0 <= start < end <= {len(text)})")
+
+
+def _only_string_field(data: dict) -> str | None:
+    strings = [key for key, value in data.items() if isinstance(value, str)]
+    return strings[0] if len(strings) == 1 else None
+
+
+def _field_for_target(data: dict, to_name: str | None) -> str | None:
+    # Without a config, the Text's name is usually also its data key ("text"/"$text").
+    if to_name in data:
+        return to_name
+    if "text" in data:
+        return "text"
+    return _only_string_field(data)
+
+
+def _labels_regions(annotation: dict, task_id: Any) -> list[dict]:
+    result = annotation.get("result") or []
+    if not isinstance(result, list):
+        raise DataError(f"task {task_id!r}: field 'annotations[].result' is not a list")
+    return [item for item in result if isinstance(item, dict) and item.get("type") == "labels"]
+
+
+def _text_field(
+    task: dict, regions: list[dict], controls: Sequence[SpanControl] | None
+) -> tuple[str | None, list[dict]]:
+    """Find the data field holding the text, and the regions that label it."""
+    data = task.get("data")
+    if not isinstance(data, dict):
+        raise DataError(f"task {task.get('id')!r}: field 'data' is missing or not an object")
+    if not controls:
+        fields_by_region = [(_field_for_target(data, region.get("to_name")), region) for region in regions]
+        default_field = _field_for_target(data, None)
+    else:
+        by_names = {(c.from_name, c.to_name): c.data_field for c in controls}
+        fields_by_region = [
+            (by_names[key], region) for region in regions
+            if (key := (region.get("from_name"), region.get("to_name"))) in by_names
+        ]
+        default_field = next((c.data_field for c in controls if c.data_field in data), controls[0].data_field)
+    fields = list(dict.fromkeys(field for field, _ in fields_by_region))
+    if len(fields) > 1:
+        raise DataError(
+            f"task {task.get('id')!r}: spans label several text fields {fields}; a record holds one text")
+    return (fields[0] if fields else default_field), [region for _, region in fields_by_region]
+
+
+def task_to_doccano(task: dict, controls: Sequence[SpanControl] | None = None) -> dict | None:
+    """Convert one Label Studio task to a doccano record, or None when it has no usable annotation.
+
+    With ``controls`` (from the labeling config) only regions of those controls count and the text
+    is read from the bound ``$field``; without, the field is guessed from the regions' ``to_name``,
+    then ``data["text"]``, then the only string in ``data``.
+    """
+    annotation = choose_annotation(task)
+    if annotation is None:
+        return None
+    task_id = task.get("id")
+    field, regions = _text_field(task, _labels_regions(annotation, task_id), controls)
+    if field is None:
+        raise DataError(f"task {task_id!r}: field 'data.text' is missing and data has no single string to use")
+    text = task["data"].get(field)
+    if not isinstance(text, str):
+        raise DataError(f"task {task_id!r}: field 'data.{field}' is missing or not a string")
+
+    entities: list[dict] = []
+    seen: set[tuple[str, int, int]] = set()
+    for region in regions:
+        where = f"task {task_id!r}, region {region.get('id')!r}"
+        value = region.get("value")
+        if not isinstance(value, dict):
+            raise DataError(f"{where}: field 'value' is missing or not an object")
+        start, end = value.get("start"), value.get("end")
+        _check_span(text, start, end, where, ("value.start", "value.end"))
+        if "text" in value and text[start:end] != value["text"]:
+            raise DataError(f"{where}: field 'value.text' is {value['text']!r}"
+                            f" but the text at {start}:{end} is {text[start:end]!r}")
+        labels = value.get("labels")
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise DataError(f"{where}: field 'value.labels' is not a list of strings")
+        for label in labels:
+            if (label, start, end) not in seen:
+                seen.add((label, start, end))
+                entities.append({"id": len(entities), "start_offset": start, "end_offset": end, "label": label})
+    return {"id": task_id, "text": text, "entities": entities, "relations": []}
+
+
+def tasks_to_doccano(tasks: Iterable[dict], controls: Sequence[SpanControl] | None = None) -> list[dict]:
+    """Convert tasks, dropping those without a usable annotation (skipped or never annotated)."""
+    records = (task_to_doccano(task, controls) for task in tasks)
+    return [record for record in records if record is not None]
+
+
+def label_counts(records: Iterable[dict]) -> Counter[str]:
+    """How many entities each label has across ``records``."""
+    return Counter(entity["label"] for record in records for entity in record["entities"])
+
+
+# -- doccano records -> UIE examples ----------------------------------------------------------------
+
+
+def _record_key(record: dict) -> str:
+    # Keyed by task id so a task keeps its split and its sampled negatives as the data set grows.
+    if record.get("id") is not None:
+        return f"id:{record['id']}"
+    return f"text:{record.get('text')}"
+
+
+def _record_spans(record: dict) -> dict[str, list[tuple[int, int]]]:
+    """Validate a doccano record and group its spans by label, in order of first appearance."""
+    where = f"record {record.get('id')!r}"
+    text = record.get("text")
+    if not isinstance(text, str):
+        raise DataError(f"{where}: field 'text' is missing or not a string")
+    entities = record.get("entities")
+    if not isinstance(entities, list):
+        raise DataError(f"{where}: field 'entities' is missing or not a list (doccano 'entities' form expected)")
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for entity in entities:
+        if not isinstance(entity, dict) or not isinstance(entity.get("label"), str):
+            raise DataError(f"{where}: field 'entities[].label' is missing or not a string")
+        start, end = entity.get("start_offset"), entity.get("end_offset")
+        _check_span(text, start, end, f"{where}, entity {entity.get('id')!r}", ("start_offset", "end_offset"))
+        label_spans = spans.setdefault(entity["label"], [])
+        if (start, end) not in label_spans:
+            label_spans.append((start, end))
+    return spans
+
+
+def _sorted_labels(grouped_spans: Iterable[dict[str, list]]) -> list[str]:
+    # Sorted, not first-seen order: negative candidates must not depend on record order.
+    return sorted({label for spans in grouped_spans for label in spans})
+
+
+def record_labels(records: Iterable[dict]) -> list[str]:
+    """Every label used in ``records``, sorted; raises DataError on a malformed record."""
+    return _sorted_labels(_record_spans(record) for record in records)
+
+
+def doccano_to_examples(
+    records: Iterable[dict],
+    labels: Sequence[str] | None = None,
+    negative_ratio: int = 5,
+    seed: int = 1000,
+) -> list[dict]:
+    """Build UIE extraction examples: ``{"content", "result_list", "prompt"}``.
+
+    Each label present in a record gives one positive example holding all its spans. Negatives
+    (``result_list: []``) teach the model to answer nothing: per record, up to
+    ``negative_ratio`` per positive prompt (at least one batch for a record with no entities),
+    drawn from ``labels`` (default: every label seen) absent from that record. The draw is seeded
+    by (seed, record id) so a record's examples do not depend on the other records.
+    """
+    if negative_ratio < 0:
+        raise DataError(f"negative_ratio must be >= 0, got {negative_ratio}")
+    grouped = [(record, _record_spans(record)) for record in records]
+    labels = list(dict.fromkeys(labels)) if labels is not None else _sorted_labels(spans for _, spans in grouped)
+    examples: list[dict] = []
+    for record, spans in grouped:
+        text = record["text"]
+        for label, label_spans in spans.items():
+            result_list = [{"text": text[s:e], "start": s, "end": e} for s, e in sorted(label_spans)]
+            examples.append({"content": text, "result_list": result_list, "prompt": label})
+        absent = [label for label in labels if label not in spans]
+        wanted = negative_ratio * max(1, len(spans))
+        rng = random.Random(f"{seed}:{_record_key(record)}")
+        for label in rng.sample(absent, min(wanted, len(absent))):
+            examples.append({"content": text, "result_list": [], "prompt": label})
+    return examples
+
+
+# -- splits ----------------------------------------------------------------------------------------
+
+
+def _check_splits(splits: Sequence[float]) -> list[float]:
+    splits = list(splits)
+    if len(splits) not in (2, 3):
+        raise DataError(f"splits must have 2 or 3 parts (train, dev[, test]), got {splits}")
+    if any(not isinstance(part, (int, float)) or not 0 <= part <= 1 for part in splits):
+        raise DataError(f"splits must be numbers between 0 and 1, got {splits}")
+    if abs(sum(splits) - 1) > 1e-6:
+        raise DataError(f"splits must sum to 1, got {splits} (sum {sum(splits)})")
+    return splits
+
+
+def _unit_hash(seed: int, key: str) -> float:
+    # hashlib, not hash(): Python salts str hashes per process, which would reshuffle splits each run.
+    digest = hashlib.sha256(f"{seed}\0{key}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_records(
+    records: Iterable[dict], splits: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 1000
+) -> tuple[list[dict], ...]:
+    """Split records into train/dev[/test] by task, one bucket per entry of ``splits``.
+
+    Each record's bucket depends only on its own id (and ``seed``), so adding tasks never moves an
+    existing one into another split; evaluation never sees a task the model trained on. The sizes
+    only approach ``splits`` on average, and a small data set can leave a bucket empty.
+    """
+    splits = _check_splits(splits)
+    records = list(records)
+    if not records:
+        raise DataError("no annotated tasks to split: annotate some tasks (skipped ones do not count)")
+    bounds = [sum(splits[: i + 1]) for i in range(len(splits))]
+    # Splits may sum to 1 - 1e-6; the sliver above the last bound belongs to the last non-empty split.
+    fallback = max(i for i, part in enumerate(splits) if part > 0)
+    buckets: tuple[list[dict], ...] = tuple([] for _ in splits)
+    for record in records:
+        point = _unit_hash(seed, _record_key(record))
+        index = next((i for i, bound in enumerate(bounds) if point < bound), fallback)
+        buckets[index].append(record)
+    return buckets

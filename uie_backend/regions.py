@@ -1,0 +1,123 @@
+"""Label Studio tasks in, Label Studio predictions out: the predict path between HTTP and the model.
+
+Label Studio drops a whole ``/predict`` answer, silently, when it does not hold exactly one prediction per
+task in order, so a task that cannot be predicted (its text field is missing, say) still gets an empty
+prediction, and the reason goes into a separate list of errors naming the task and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from .labelconfig import SpanControl
+
+
+class EntityExtractor(Protocol):
+    version: str
+
+    def extract(self, texts: Sequence[str], labels: Sequence[str]) -> list[list[Any]]: ...
+
+
+@dataclass(frozen=True)
+class TaskError:
+    task: Any
+    field: str
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "field": self.field, "error": self.message}
+
+
+def region_id(control: SpanControl, label: str, start: int, end: int) -> str:
+    """Stable per span: the same pre-annotation gets the same id in every prediction round."""
+    key = f"{control.from_name}|{control.to_name}|{label}|{start}|{end}"
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:10]
+
+
+def region(control: SpanControl, entity) -> dict:
+    return {
+        "id": region_id(control, entity.label, entity.start, entity.end),
+        "from_name": control.from_name,
+        "to_name": control.to_name,
+        "type": "labels",
+        "value": {"start": entity.start, "end": entity.end, "text": entity.text, "labels": [entity.label]},
+        "score": round(entity.score, 6),
+    }
+
+
+def existing_spans(task: dict, context: Any) -> set[tuple[str, int, int]]:
+    """Spans the annotator already has: in the interactive ``context`` and in the task's annotations/drafts.
+
+    Auto-annotation must never hand those back, whatever label it would give them: the annotator has
+    already decided about that piece of text.
+    """
+    results = []
+    if isinstance(context, dict) and isinstance(context.get("result"), list):
+        results += context["result"]
+    for key in ("annotations", "drafts"):
+        for item in task.get(key) or []:
+            if isinstance(item, dict) and not item.get("was_cancelled") and isinstance(item.get("result"), list):
+                results += item["result"]
+    spans = set()
+    for r in results:
+        value = r.get("value") if isinstance(r, dict) else None
+        if isinstance(value, dict) and isinstance(value.get("start"), int) and isinstance(value.get("end"), int):
+            spans.add((r.get("to_name"), value["start"], value["end"]))
+    return spans
+
+
+def task_text(task: Any, control: SpanControl) -> str:
+    """The text a control labels, or :class:`TaskError` naming the task and field."""
+    task_id = task.get("id") if isinstance(task, dict) else None
+    data = task.get("data") if isinstance(task, dict) else None
+    if not isinstance(data, dict):
+        raise _error(task_id, "data", "task has no 'data' object")
+    if control.data_field not in data:
+        raise _error(task_id, f"data.{control.data_field}", "missing (the labeling config reads this field)")
+    text = data[control.data_field]
+    if not isinstance(text, str):
+        raise _error(task_id, f"data.{control.data_field}", f"must be a string, not {type(text).__name__}")
+    return text
+
+
+class _TaskFailure(Exception):
+    def __init__(self, error: TaskError):
+        super().__init__(error.message)
+        self.error = error
+
+
+def _error(task_id, field, message) -> _TaskFailure:
+    return _TaskFailure(TaskError(task_id, field, message))
+
+
+def task_score(regions: Sequence[dict]) -> float:
+    """Confidence of a task's pre-annotation: its least confident region (0.0 when nothing was found).
+
+    Sorting by prediction score ascending in Label Studio therefore puts first the tasks the model is
+    least sure about (or found nothing in): the ones where an annotator's label teaches it most.
+    """
+    return min((r["score"] for r in regions), default=0.0)
+
+
+def predict_tasks(tasks: Sequence[Any], controls: Sequence[SpanControl], model: EntityExtractor,
+                  context: Any = None) -> tuple[list[dict], list[TaskError]]:
+    """One prediction per task, in order, with one model call per control for the whole batch."""
+    regions: list[list[dict]] = [[] for _ in tasks]
+    errors: list[TaskError] = []
+    for control in controls:
+        texts, positions = [], []
+        for position, task in enumerate(tasks):
+            try:
+                texts.append(task_text(task, control))
+                positions.append(position)
+            except _TaskFailure as failure:
+                errors.append(failure.error)
+        found = model.extract(texts, control.labels)
+        for position, entities in zip(positions, found):
+            known = existing_spans(tasks[position], context)
+            regions[position] += [region(control, e) for e in entities
+                                  if (control.to_name, e.start, e.end) not in known]
+    results = [{"result": r, "score": task_score(r), "model_version": model.version} for r in regions]
+    return results, errors

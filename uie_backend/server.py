@@ -1,0 +1,210 @@
+"""The HTTP API Label Studio talks to (see docs/label-studio-protocol in the README for the whole table).
+
+Routes stay thin: parse and validate the request, call the model class or the job runner, answer JSON.
+Label Studio's time limits shape it: ``/health`` and ``/setup`` never load a model (1 s and 3 s limits),
+``/webhook`` never trains (1 s for annotation events, 100 s for Start Training), and ``/predict`` always
+returns exactly one prediction per task (Label Studio silently drops an answer of the wrong length).
+Every error is a JSON object ``{"error": ..., "detail": ...}`` with a 4xx status when the request is at fault.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from . import predictor
+from .config import Settings
+from .data import DataError
+from .jobs import JobRunner
+from .jsonio import read_json
+from .labelconfig import LabelConfigError, parse_label_config
+from .training import TrainingRequest
+
+log = logging.getLogger(__name__)
+
+
+class BadRequest(Exception):
+    status = 400
+
+
+def create_app(model_class, settings: Settings | None = None) -> Flask:
+    """The Flask app serving ``model_class`` (a ``LabelStudioMLBase`` subclass such as ``UIEBackend``)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.json.ensure_ascii = False  # Chinese labels stay readable in answers and logs
+    jobs = JobRunner(settings)
+    projects: dict[int, dict] = {}  # project id -> what /setup told us (URL and token for pulling annotations)
+    app.extensions["uie_jobs"] = jobs
+
+    def body() -> dict:
+        data = request.get_json(force=True, silent=True)
+        if not isinstance(data, dict):
+            raise BadRequest("request body must be a JSON object")
+        return data
+
+    def model_for(label_config: Any, **kwargs):
+        if label_config is None:
+            raise BadRequest("label_config is missing")
+        return model_class(label_config=label_config, **kwargs)
+
+    @app.before_request
+    def require_basic_auth():
+        if not settings.basic_auth_user or _is_unauthenticated_webhook():
+            return None
+        auth = request.authorization
+        user_ok = auth is not None and hmac.compare_digest((auth.username or "").encode(),
+                                                           settings.basic_auth_user.encode())
+        pass_ok = auth is not None and hmac.compare_digest((auth.password or "").encode(),
+                                                           settings.basic_auth_pass.encode())
+        if not (user_ok and pass_ok):
+            response = jsonify(error="unauthorized", detail="this backend requires HTTP basic auth")
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Basic realm="uie-backend"'
+            return response
+        return None
+
+    @app.get("/")
+    @app.get("/health")
+    def health():
+        return jsonify(status="UP", model_version=_active_version(settings), model_loaded=predictor.loaded_version(),
+                       training=jobs.status()["is_training"])
+
+    @app.post("/setup")
+    def setup():
+        data = body()
+        parse_label_config(data.get("schema"))
+        project_id = _project_id(data.get("project"))
+        if project_id is not None:
+            projects[project_id] = {"hostname": data.get("hostname") or "", "access_token": data.get("access_token") or ""}
+        return jsonify(model_version=_active_version(settings))
+
+    @app.post("/predict")
+    def predict():
+        data = body()
+        tasks = data.get("tasks")
+        if not isinstance(tasks, list):
+            raise BadRequest("'tasks' must be a list of Label Studio tasks")
+        params = data.get("params") if isinstance(data.get("params"), dict) else {}
+        started = time.perf_counter()
+        if not tasks:
+            return jsonify(results=[], model_version=_active_version(settings))
+        model = model_for(data.get("label_config"))
+        results, errors = model.predict_with_errors(tasks, context=params.get("context"))
+        log.info("predicted %d tasks in %.3f s (%d with errors)", len(tasks), time.perf_counter() - started, len(errors))
+        answer = {"results": results, "model_version": results[0]["model_version"]}
+        if errors:
+            answer["errors"] = [e.to_dict() for e in errors]
+        return jsonify(answer)
+
+    @app.post("/webhook")
+    def webhook():
+        data = body()
+        action = data.get("action")
+        if action != "START_TRAINING":
+            return jsonify(status="ignored", action=action), 200
+        project = data.get("project")
+        if not isinstance(project, dict) or "label_config" not in project or "id" not in project:
+            raise BadRequest("START_TRAINING needs project.id and project.label_config")
+        parse_label_config(project["label_config"])
+        return _start_training(jobs, projects, settings, project["label_config"], _project_id(project["id"]))
+
+    @app.post("/train")
+    def train():
+        data = body()
+        tasks = data.get("annotations")
+        if not isinstance(tasks, list) or not tasks:
+            raise BadRequest("'annotations' must be a non-empty list of annotated tasks")
+        parse_label_config(data.get("label_config"))
+        return _start_training(jobs, projects, settings, data["label_config"], _project_id(data.get("project")),
+                               tasks=tasks)
+
+    @app.route("/versions", methods=["GET", "POST"])
+    def versions():
+        return jsonify(versions=_versions(settings), model_version=_active_version(settings))
+
+    @app.get("/training")
+    @app.get("/is_training")
+    def training_status():
+        return jsonify(jobs.status())
+
+    @app.errorhandler(BadRequest)
+    @app.errorhandler(LabelConfigError)
+    @app.errorhandler(DataError)
+    def bad_request(exc: Exception):
+        return _error(400, "bad request", str(exc))
+
+    @app.errorhandler(predictor.ModelUnavailable)
+    def no_model(exc: Exception):
+        return _error(503, "model unavailable", str(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return _error(exc.code or 500, exc.name.lower(), exc.description)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, "internal error", f"{type(exc).__name__}: {exc}")
+
+    return app
+
+
+def _start_training(jobs: JobRunner, projects: dict, settings: Settings, label_config: str,
+                    project_id: int | None, tasks: list | None = None):
+    known = projects.get(project_id, {})
+    job = jobs.submit(TrainingRequest(
+        label_config=label_config, project_id=project_id, tasks=tasks,
+        label_studio_url=settings.label_studio_url or known.get("hostname"),
+        label_studio_token=settings.label_studio_api_key or known.get("access_token"),
+    ))
+    return jsonify(status="training started" if not job.get("follow_up_queued") else "queued after the running job",
+                   **job), 201
+
+
+def _is_unauthenticated_webhook() -> bool:
+    """Label Studio's automatic project webhooks carry no basic auth; they are let in but only acknowledged.
+
+    Anything that acts (START_TRAINING) must authenticate, so an outsider can at most get an "ignored".
+    """
+    if request.path != "/webhook":
+        return False
+    data = request.get_json(force=True, silent=True)
+    return not (isinstance(data, dict) and data.get("action") == "START_TRAINING")
+
+
+def _project_id(value: Any) -> int | None:
+    """Label Studio sends ``"2.1795936584"`` (id.created_at) to /setup and /predict, and ``2`` in webhooks."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.split(".", 1)[0].isdigit():
+        return int(value.split(".", 1)[0])
+    return None
+
+
+def _active_version(settings: Settings) -> str:
+    try:
+        return predictor.resolve_source(settings).version
+    except Exception as exc:  # /health and /setup must answer even without a model; the reason is logged
+        log.warning("no active model: %s", exc)
+        return "none"
+
+
+def _versions(settings: Settings) -> list[str]:
+    versions = []
+    for report in sorted((settings.data_dir / "runs").glob("*/report.json"), reverse=True):
+        summary = read_json(report) or {}
+        if summary.get("version"):
+            versions.append(summary["version"])
+    active = _active_version(settings)
+    return [active] + [v for v in versions if v != active] if active != "none" else versions
+
+
+def _error(status: int, error: str, detail: str) -> tuple[Response, int]:
+    return jsonify(error=error, detail=detail), status
