@@ -33,14 +33,16 @@ NEW_TEMPLATES = [
 ]
 
 
-def sentence(template: str, rng: random.Random) -> tuple[str, list[tuple[str, int, int]]]:
-    """Fill a template; returns the text and its (label, start, end) spans."""
+def sentence(template: str, rng: random.Random, pools: dict[str, list[str]] | None = None
+             ) -> tuple[str, list[tuple[str, int, int]]]:
+    """Fill a template (from ``pools``, label -> values, default all); returns the text and its spans."""
+    pools = pools or {"人名": PEOPLE, "地名": PLACES, "组织": ORGS}
     text, spans, rest = "", [], template
     while "{" in rest:
         before, _, after = rest.partition("{")
         label, _, rest = after.partition("}")
         text += before
-        value = rng.choice({"人名": PEOPLE, "地名": PLACES, "组织": ORGS}[label])
+        value = rng.choice(pools[label])
         spans.append((label, len(text), len(text) + len(value)))
         text += value
     return text + rest, spans

@@ -98,6 +98,8 @@ class Predictor:
             text = texts[index]
             for label, found in by_label.items():
                 for item in found:
+                    if "start" not in item:  # a span inside the prompt: Taskflow's classification-style answer
+                        continue
                     start, end = int(item["start"]), int(item["end"])
                     if 0 <= start < end <= len(text):
                         results[index].append(Entity(label, start, end, text[start:end], float(item["probability"])))

@@ -274,7 +274,11 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
             if evaluate_now and dev_items:
                 report = evaluate(model, dev_items, threshold=config.threshold)
                 progress.last_f1 = report.overall.f1
-                if report.overall.f1 > progress.best_f1:
+                # Beat the starting model strictly; between this run's own checkpoints a tie goes to the
+                # later, longer-trained one (small dev sets plateau early).
+                improved = report.overall.f1 > progress.best_f1 or (
+                    best_report is not None and report.overall.f1 == progress.best_f1)
+                if improved:
                     progress.best_f1, best_report, stale_evals = report.overall.f1, report, 0
                     version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
                         **(meta or {}), "init_from": str(config.init_from), "train_config": _jsonable(config),

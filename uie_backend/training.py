@@ -62,6 +62,18 @@ def base_model(settings: Settings) -> Path:
                            f"{settings.fallback_model!r} was never downloaded to {named.parent}")
 
 
+def split_train_dev(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Train and dev records, by task id: a task stays in its split as the project grows."""
+    train_records, dev_records = split_records(records, (1 - DEV_FRACTION, DEV_FRACTION), seed=SPLIT_SEED)
+    if not train_records:  # a handful of tasks can all hash into dev: learn from them rather than from none
+        train_records = dev_records
+    if not dev_records:
+        log.warning("no task fell into the dev split (%d tasks): selecting the model on the training tasks",
+                    len(records))
+        dev_records = train_records
+    return train_records, dev_records
+
+
 def run(request: TrainingRequest, settings: Settings, run_dir: Path,
         on_progress: Callable[[trainer.Progress], None] | None = None) -> dict:
     """Train on the request's annotations, keep everything in ``run_dir``, activate the result if it is better."""
@@ -75,13 +87,7 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
     if not records:
         raise DataError("no annotated tasks to train on (skipped and cancelled tasks do not count)")
     write_jsonl(run_dir / "doccano.jsonl", records)
-    train_records, dev_records = split_records(records, (1 - DEV_FRACTION, DEV_FRACTION), seed=SPLIT_SEED)
-    if not train_records:  # a handful of tasks can all hash into dev: learn from them rather than from none
-        train_records = dev_records
-    if not dev_records:
-        log.warning("no task fell into the dev split (%d tasks): selecting the model on the training tasks",
-                    len(records))
-        dev_records = train_records
+    train_records, dev_records = split_train_dev(records)
     train_examples = doccano_to_examples(train_records, labels, negative_ratio=settings.negative_ratio)
     dev_examples = doccano_to_examples(dev_records, labels, negative_ratio=len(labels))  # every label asked
     write_jsonl(run_dir / "train.txt", train_examples)

@@ -1,0 +1,196 @@
+"""Run the backend as a real server for end-to-end tests, started the way the README says (`make serve`).
+
+`make serve` is `.venv/bin/gunicorn --config gunicorn.conf.py _wsgi:app` in the repository root; this starts
+exactly that (gunicorn from the venv of the running Python), on 127.0.0.1 and a free port, with every
+folder of the backend (checkpoints, training runs, PaddleNLP's cache) in a temporary directory and no
+fallback model, so nothing is downloaded and nothing of the checkout is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .labelstudio import REPO_ROOT, free_port, read_log, tail
+
+GUNICORN = Path(sys.executable).parent / "gunicorn"  # not resolved: .venv/bin/python is a symlink
+START_TIMEOUT_S = 90.0
+REQUEST_TIMEOUT_S = 30.0
+
+# Variables of the calling shell that would change what the backend does (its own settings and gunicorn's).
+LEAKY_ENV = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "BASIC_AUTH_USER", "BASIC_AUTH_PASS", "WORKERS",
+             "THREADS", "TIMEOUT", "LOG_LEVEL", "UIE_BATCH_SIZE", "UIE_MAX_SEQ_LEN", "UIE_THRESHOLD",
+             "UIE_NUM_THREADS", "UIE_NEGATIVE_RATIO")
+
+
+class BackendError(RuntimeError):
+    """The backend did not start, or answered with a non-2xx status."""
+
+
+class BackendProcess:
+    """A gunicorn-served backend: its URL, its folders, its log, and a few API helpers."""
+
+    def __init__(self, process: subprocess.Popen, url: str, home: Path, log_path: Path):
+        self.process = process
+        self.url = url
+        self.home = home
+        self.log_path = log_path
+        self.startup_s: float | None = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.home / "checkpoint"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    @staticmethod
+    def environment(home: Path, port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
+        env.update(
+            PORT=str(port),
+            HOST="127.0.0.1",
+            UIE_CHECKPOINT_DIR=str(home / "checkpoint"),
+            UIE_DATA_DIR=str(home / "data"),
+            PPNLP_HOME=str(home / "ppnlp"),
+            UIE_DEVICE="cpu",
+            UIE_MODEL="",  # no fallback model: it would be downloaded
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra or {})
+        return env
+
+    @classmethod
+    def start(
+        cls,
+        home: Path,
+        model: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float = START_TIMEOUT_S,
+    ) -> BackendProcess:
+        """Copy `model` in as `<home>/checkpoint/model_best`, start gunicorn and wait for GET /health.
+
+        `env` adds/overrides variables (e.g. the tiny training settings). Raises BackendError with the tail
+        of the log when the server exits or does not answer in time.
+        """
+        if not GUNICORN.exists():
+            raise BackendError(f"{GUNICORN} missing: run `make install`")
+        home = Path(home).resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        if model is not None:
+            shutil.copytree(model, home / "checkpoint" / "model_best")
+        port = free_port()
+        log_path = home / "backend.log"
+        started = time.monotonic()
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [str(GUNICORN), "--config", "gunicorn.conf.py", "_wsgi:app"],
+                cwd=REPO_ROOT,
+                env=cls.environment(home, port, env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() reaches workers and training jobs
+            )
+        server = cls(process, f"http://127.0.0.1:{port}", home, log_path)
+        try:
+            server.wait_ready(timeout_s)
+        except BaseException:
+            server.stop()
+            raise
+        server.startup_s = time.monotonic() - started
+        return server
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self._fail(f"exited with code {self.process.returncode}")
+            try:
+                answer = requests.get(f"{self.url}/health", timeout=2)
+                if answer.status_code == 200 and answer.json().get("status") == "UP":
+                    return
+                last = f"/health answered {answer.status_code}: {answer.text[:200]}"
+            except (requests.RequestException, ValueError) as exc:
+                last = type(exc).__name__
+            time.sleep(0.3)
+        self._fail(f"not ready after {timeout_s:.0f} s ({last})")
+
+    def _fail(self, why: str) -> None:
+        raise BackendError(f"backend at {self.url} {why}; last lines of {self.log_path}:\n{tail(self.log())}")
+
+    def log(self) -> str:
+        return read_log(self.log_path)
+
+    def stop(self, timeout_s: float = 35.0) -> None:
+        """SIGTERM to the whole process group (gunicorn's graceful timeout is 30 s), then SIGKILL."""
+        if self.process.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=timeout_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def __enter__(self) -> BackendProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- API -------------------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, **kw: Any) -> dict:
+        """One call; BackendError with the body (and the log's tail) on non-2xx."""
+        kw.setdefault("timeout", REQUEST_TIMEOUT_S)
+        answer = requests.request(method, f"{self.url}{path}", **kw)
+        if not answer.ok:
+            raise BackendError(f"{method} {path} -> {answer.status_code}: {answer.text[:2000]}\n"
+                               f"last lines of {self.log_path}:\n{tail(self.log())}")
+        return answer.json()
+
+    def health(self) -> dict:
+        return self.api("GET", "/health")
+
+    def setup(self, label_config: str) -> dict:
+        return self.api("POST", "/setup", json={"schema": label_config})
+
+    def training(self) -> dict:
+        return self.api("GET", "/training")
+
+    def wait_for_training(self, job_id: str, timeout_s: float, poll_s: float = 1.0) -> dict:
+        """Poll GET /training until the job `job_id` is finished; its entry of `recent`.
+
+        Raises BackendError with the job's progress and train.log's tail on timeout.
+        """
+        deadline = time.monotonic() + timeout_s
+        status: dict = {}
+        while time.monotonic() < deadline:
+            status = self.training()
+            for job in status["recent"]:
+                if job["id"] == job_id:
+                    return job
+            time.sleep(poll_s)
+        running = [job for job in status.get("running", []) if job["id"] == job_id]
+        train_log = self.data_dir / "runs" / job_id / "train.log"
+        raise BackendError(f"training job {job_id} not finished after {timeout_s:.0f} s: "
+                           f"{running[0].get('progress') if running else status}\n"
+                           f"last lines of {train_log}:\n{tail(read_log(train_log))}")

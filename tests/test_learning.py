@@ -1,0 +1,64 @@
+"""The loop that is the product: annotations in, a better model served, without a restart."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+import corpus
+from conftest import install_model
+from my_ml_backend import UIEBackend
+from uie_backend.metrics import score_spans
+from uie_backend.data import tasks_to_doccano
+from uie_backend.server import create_app
+from uie_backend.training import split_train_dev
+
+
+def span_f1(client, tasks_with_spans) -> float:
+    tasks = [{"id": i, "data": {"text": text}} for i, (text, _) in enumerate(tasks_with_spans)]
+    answer = client.post("/predict", json={"tasks": tasks, "label_config": corpus.LABEL_CONFIG})
+    assert answer.status_code == 200
+    predicted = [{(r["value"]["labels"][0], r["value"]["start"], r["value"]["end"]) for r in res["result"]}
+                 for res in answer.json["results"]]
+    return score_spans([set(spans) for _, spans in tasks_with_spans], predicted).overall.f1
+
+
+@pytest.mark.slow
+def test_training_on_twenty_annotated_tasks_teaches_an_untrained_model_and_serves_it(backend_env, random_checkpoint):
+    install_model(random_checkpoint, backend_env)
+    app = create_app(UIEBackend)
+    client = app.test_client()
+    version_before = client.get("/health").json["model_version"]
+    train_tasks = corpus.annotated_tasks(20, seed=5)
+    # The tasks the run learns from (the others are its dev set), and new sentences about the same entities.
+    learnt, _ = split_train_dev(tasks_to_doccano(train_tasks))
+    seen = [(r["text"], [(e["label"], e["start_offset"], e["end_offset"]) for e in r["entities"]]) for r in learnt]
+    pools = {}
+    for record in learnt:
+        for e in record["entities"]:
+            pools.setdefault(e["label"], []).append(record["text"][e["start_offset"]:e["end_offset"]])
+    rng = random.Random(11)
+    new = [corpus.sentence(corpus.NEW_TEMPLATES[i % 2], rng, pools) for i in range(10)]
+    assert span_f1(client, seen) < 0.2  # the starting model knows nothing
+
+    answer = client.post("/train", json={"annotations": train_tasks, "label_config": corpus.LABEL_CONFIG,
+                                          "project": "7.1795936584"})
+    assert answer.status_code == 201
+    assert app.extensions["uie_jobs"].wait_idle(300)
+    job = client.get("/training").json["recent"][0]
+    assert job["state"] == "succeeded", job
+    assert job["summary"]["activated"] and job["summary"]["tasks"] == 20
+
+    assert client.get("/health").json["model_version"] == job["summary"]["version"] != version_before
+    # Every run keeps the exact data it used next to the model it made.
+    run = Path(job["dir"])
+    for name in ("tasks.json", "doccano.jsonl", "train.txt", "dev.txt", "report.json", "report.md", "model_best"):
+        assert (run / name).exists(), name
+    # The annotated sentences themselves: a model that learnt them gets nearly all (0.9 leaves room for a
+    # boundary slip). New sentences put the same entities into contexts it never saw; from 13 sentences a
+    # randomly initialised 2-layer model generalises only partly (0.68 measured, deterministic on CPU), so
+    # 0.6 is the bar: far above the untrained model's 0, and missed by a loop that does not train or reload.
+    assert span_f1(client, seen) >= 0.9
+    assert span_f1(client, new) >= 0.6
