@@ -308,3 +308,12 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
 
 def _jsonable(config: TrainConfig) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+
+
+def evaluate_checkpoint(model_dir: Path, examples: Sequence[dict], max_seq_len: int = 512, batch_size: int = 32,
+                        threshold: float = 0.5, device: str = "auto") -> SpanReport:
+    """Span P/R/F1 of a checkpoint on UIE prompt examples (evaluate.py; comparing versions)."""
+    paddle_env.set_device(device)
+    model, tokenizer = checkpoint.load(model_dir)
+    items = [encode(e, tokenizer, max_seq_len) for e in split_long_examples(examples, max_seq_len)]
+    return evaluate(model, items, batch_size, threshold)
