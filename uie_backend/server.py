@@ -37,6 +37,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.json.ensure_ascii = False  # Chinese labels stay readable in answers and logs
+    _announce_model(settings)
     jobs = JobRunner(settings)
     projects: dict[int, dict] = {}  # project id -> what /setup told us (URL and token for pulling annotations)
     app.extensions["uie_jobs"] = jobs
@@ -152,6 +153,21 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         return _error(500, "internal error", f"{type(exc).__name__}: {exc}")
 
     return app
+
+
+def _announce_model(settings: Settings) -> None:
+    """Say at start-up which model will be served, and where to put one when there is none."""
+    try:
+        source = predictor.resolve_source(settings)
+    except predictor.ModelUnavailable as exc:
+        log.warning("%s", exc)
+        return
+    if source.path is None:
+        log.warning("no fine-tuned model in %s: serving PaddleNLP's %r, which PaddleNLP downloads on first use "
+                    "(needs internet). Offline, put a checkpoint in %s.", settings.model_best, source.name,
+                    settings.model_best)
+    else:
+        log.info("serving %s (version %s)", source.path, source.version)
 
 
 def _start_training(jobs: JobRunner, projects: dict, settings: Settings, label_config: str,

@@ -1,0 +1,55 @@
+"""Encoding answers onto UIE's pointers and decoding pointers back to character spans."""
+
+from __future__ import annotations
+
+import pytest
+
+from uie_backend import paddle_env
+from uie_backend.checkpoint import VOCAB_DIR
+from uie_backend.trainer import decode_spans, encode, split_long_examples
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    paddle_env.load()
+    from paddlenlp.transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(VOCAB_DIR))
+
+
+def test_encode_puts_pointers_on_the_right_tokens_after_astral_characters_and_spaces(tokenizer):
+    content = "😀张三 买了Mate 60。\r\n𠀀好"
+    spans = [{"text": "张三", "start": 1, "end": 3}, {"text": "Mate 60", "start": 6, "end": 13}]
+    e = encode({"content": content, "prompt": "产品", "result_list": spans}, tokenizer, 64)
+    starts = [e.offsets[i] for i, v in enumerate(e.start_labels) if v]
+    ends = [e.offsets[i] for i, v in enumerate(e.end_labels) if v]
+    assert [s for s, _ in starts] == [1, 6] and [t for _, t in ends] == [3, 13]
+    assert e.gold == {("产品", 1, 3), ("产品", 6, 13)}
+
+
+def test_decode_pairs_each_end_with_the_nearest_free_start_and_trims_whitespace():
+    content = " ab cd\r\n𠀀x"
+    offsets = [(0, 0), (0, 2), (2, 3), (3, 5), (5, 6), (6, 9), (9, 10), (0, 0)]
+    start_prob = [0, 0.9, 0, 0.8, 0, 0.7, 0, 0]
+    end_prob = [0, 0, 0.9, 0, 0.6, 0, 0.9, 0]
+    spans = decode_spans(start_prob, end_prob, offsets, content, 0.5)
+    # tokens " a" and " c" carry the space before them; the [UNK] token of 𠀀 swallowed the "\r\n"
+    assert [(s, e) for s, e, _ in spans] == [(1, 3), (4, 6), (8, 10)]
+    assert [content[s:e] for s, e, _ in spans] == ["ab", "cd", "𠀀x"]
+    assert spans[0][2] == pytest.approx(0.81)
+
+
+def test_decode_ignores_pointers_on_prompt_and_special_tokens():
+    assert decode_spans([0.9, 0.9], [0.9, 0.9], [(0, 0), (0, 0)], "ab", 0.5) == []
+
+
+def test_long_contents_are_cut_into_windows_keeping_only_spans_inside_them():
+    content = "甲" * 50 + "张三" + "乙" * 8 + "李四"
+    example = {"content": content, "prompt": "人名",
+               "result_list": [{"text": "张三", "start": 50, "end": 52}, {"text": "李四", "start": 60, "end": 62}]}
+    windows = split_long_examples([example], max_seq_len=56)  # 56 - 2 - 3 = 51 characters a window
+    assert [len(w["content"]) for w in windows] == [51, 11]
+    assert windows[0]["result_list"] == []  # 张三 crosses the edge at 51
+    assert windows[1]["result_list"] == [{"text": "李四", "start": 9, "end": 11}]
+    with pytest.raises(ValueError, match="does not fit"):
+        split_long_examples([example], max_seq_len=4)
