@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ACTIVATION_POLICIES = ("if-not-worse", "always", "never-auto")
 
 
 def _setting(env: str, default, help: str):
@@ -40,6 +41,12 @@ class Settings:
     train_learning_rate: float = _setting("UIE_TRAIN_LR", 1e-5, "Fine-tuning learning rate (PaddleNLP's own).")
     train_batch_size: int = _setting("UIE_TRAIN_BATCH_SIZE", 16, "Examples per fine-tuning step.")
     train_max_seq_len: int = _setting("UIE_TRAIN_MAX_SEQ_LEN", 256, "Tokens per training example.")
+    activation_policy: str = _setting(
+        "UIE_ACTIVATION_POLICY", "if-not-worse",
+        "When a trained model is served: `if-not-worse` (dev F1 at least the active model's), `always`, "
+        "or `never-auto` (only by `versions.py activate` / `POST /versions/<id>/activate`).")
+    train_from: str = _setting(
+        "UIE_TRAIN_FROM", "active", "Fine-tune from the `active` model, or from this checkpoint directory.")
     negative_ratio: int = _setting("UIE_NEGATIVE_RATIO", 5, "Negative prompts per positive one in training data.")
     label_studio_url: str = _setting(
         "LABEL_STUDIO_URL", "", "Label Studio address for pulling annotations (default: the `hostname` sent to /setup).")
@@ -70,6 +77,8 @@ class Settings:
             except ValueError:
                 raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
         settings = cls(**values)
+        if settings.activation_policy not in ACTIVATION_POLICIES:
+            raise ValueError(f"UIE_ACTIVATION_POLICY must be one of {', '.join(ACTIVATION_POLICIES)}")
         if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
         return settings

@@ -48,8 +48,9 @@ def resolve_source(settings: Settings) -> ModelSource:
     """Which model to serve now. Cheap (reads one small JSON file): called on every request."""
     best = settings.model_best
     if best.exists():
-        checkpoint.check(best)
-        return ModelSource(version=checkpoint.model_version(best), path=best)
+        real = best.resolve()  # the immutable version directory model_best points at
+        checkpoint.check(real)
+        return ModelSource(version=checkpoint.model_version(real), path=real)
     if settings.fallback_model:
         return ModelSource(version=settings.fallback_model, name=settings.fallback_model)
     raise ModelUnavailable(

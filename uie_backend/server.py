@@ -17,11 +17,10 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import predictor
+from . import predictor, registry
 from .config import Settings
 from .data import DataError
 from .jobs import JobRunner
-from .jsonio import read_json
 from .labelconfig import LabelConfigError, parse_label_config
 from .training import TrainingRequest
 
@@ -126,7 +125,16 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
 
     @app.route("/versions", methods=["GET", "POST"])
     def versions():
-        return jsonify(versions=_versions(settings), model_version=_active_version(settings))
+        listed = registry.list_versions(settings.checkpoint_dir)
+        return jsonify(versions=[v.id for v in listed], details=[v.to_dict() for v in listed],
+                       model_version=_active_version(settings))
+
+    @app.post("/versions/<version>/activate")
+    def activate_version(version: str):
+        """Roll back (or forward) to any version in the registry; every server process follows."""
+        activated = registry.activate(version, settings.checkpoint_dir)
+        log.info("version %s activated by request", activated.id)
+        return jsonify(activated.to_dict())
 
     @app.get("/training")
     @app.get("/is_training")
@@ -138,6 +146,10 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     @app.errorhandler(DataError)
     def bad_request(exc: Exception):
         return _error(400, "bad request", str(exc))
+
+    @app.errorhandler(registry.VersionNotFound)
+    def unknown_version(exc: Exception):
+        return _error(404, "not found", str(exc))
 
     @app.errorhandler(predictor.ModelUnavailable)
     def no_model(exc: Exception):
@@ -210,16 +222,6 @@ def _active_version(settings: Settings) -> str:
     except Exception as exc:  # /health and /setup must answer even without a model; the reason is logged
         log.warning("no active model: %s", exc)
         return "none"
-
-
-def _versions(settings: Settings) -> list[str]:
-    versions = []
-    for report in sorted((settings.data_dir / "runs").glob("*/report.json"), reverse=True):
-        summary = read_json(report) or {}
-        if summary.get("version"):
-            versions.append(summary["version"])
-    active = _active_version(settings)
-    return [active] + [v for v in versions if v != active] if active != "none" else versions
 
 
 def _error(status: int, error: str, detail: str) -> tuple[Response, int]:

@@ -57,7 +57,7 @@ class Progress:
 
 @dataclass
 class TrainResult:
-    version: str | None                 # None when no evaluation beat the starting model's (nothing saved)
+    version: str | None                 # of the best checkpoint saved; None if nothing was saved
     best_report: SpanReport | None
     initial_report: SpanReport | None
     steps: int
@@ -216,7 +216,8 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
           on_progress: Callable[[Progress], None] | None = None, meta: dict | None = None) -> TrainResult:
     """Fine-tune ``config.init_from`` on UIE prompt examples; save the best by dev F1 to ``save_dir/model_best``.
 
-    The starting model is evaluated first, so a run that never beats it saves nothing and says so.
+    The starting model is evaluated on the dev examples too (``initial_report``), so the caller can decide
+    whether the new model is worth serving.
     """
     env = paddle_env.load()
     paddle = env.paddle
@@ -248,7 +249,7 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
              config.init_from, device, len(train_items), len(dev_items), total_steps, steps_per_epoch,
              config.learning_rate, config.batch_size)
     initial = evaluate(model, dev_items, threshold=config.threshold) if dev_items else None
-    progress = Progress(total_steps=total_steps, best_f1=initial.overall.f1 if initial else -1.0)
+    progress = Progress(total_steps=total_steps)
     if initial:
         log.info("starting model: dev F1 %.4f", initial.overall.f1)
     best_report, version, stale_evals = None, None, 0
@@ -274,11 +275,8 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
             if evaluate_now and dev_items:
                 report = evaluate(model, dev_items, threshold=config.threshold)
                 progress.last_f1 = report.overall.f1
-                # Beat the starting model strictly; between this run's own checkpoints a tie goes to the
-                # later, longer-trained one (small dev sets plateau early).
-                improved = report.overall.f1 > progress.best_f1 or (
-                    best_report is not None and report.overall.f1 == progress.best_f1)
-                if improved:
+                # A tie goes to the later, longer-trained checkpoint (small dev sets plateau early).
+                if best_report is None or report.overall.f1 >= progress.best_f1:
                     progress.best_f1, best_report, stale_evals = report.overall.f1, report, 0
                     version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
                         **(meta or {}), "init_from": str(config.init_from), "train_config": _jsonable(config),

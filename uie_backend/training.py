@@ -9,18 +9,17 @@ report, so any served model can be traced back and reproduced.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import checkpoint, trainer
+from . import checkpoint, registry, trainer
 from .config import Settings
 from .data import DataError, doccano_to_examples, split_records, tasks_to_doccano, write_jsonl
 from .jsonio import write_json
 from .labelconfig import parse_label_config, schema_labels
 from .labelstudio import Connection
+from .metrics import SpanReport
 from .predictor import ModelSource, ModelUnavailable, Predictor
 
 log = logging.getLogger(__name__)
@@ -51,12 +50,16 @@ def collect_tasks(request: TrainingRequest) -> list[dict]:
     return tasks
 
 
-def base_model(settings: Settings) -> Path:
-    """The checkpoint a fine-tune continues from: the active model, else the configured named model."""
+def starting_model(settings: Settings) -> Path:
+    """The checkpoint a fine-tune continues from: ``UIE_TRAIN_FROM``, by default the active model (else the
+    configured named model, if PaddleNLP downloaded it)."""
+    if settings.train_from != "active":
+        checkpoint.check(Path(settings.train_from))
+        return Path(settings.train_from)
     if checkpoint.is_complete(settings.model_best):
-        return settings.model_best
+        return settings.model_best.resolve()
     named = settings.ppnlp_home / "taskflow" / "information_extraction" / settings.fallback_model
-    if checkpoint.is_complete(named):
+    if settings.fallback_model and checkpoint.is_complete(named):
         return named
     raise ModelUnavailable(f"nothing to fine-tune from: no checkpoint in {settings.model_best} and "
                            f"{settings.fallback_model!r} was never downloaded to {named.parent}")
@@ -93,57 +96,78 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
     write_jsonl(run_dir / "train.txt", train_examples)
     write_jsonl(run_dir / "dev.txt", dev_examples)
 
+    init_from = starting_model(settings)
     config = trainer.TrainConfig(
-        init_from=base_model(settings), save_dir=run_dir, learning_rate=settings.train_learning_rate,
+        init_from=init_from, save_dir=run_dir, learning_rate=settings.train_learning_rate,
         batch_size=settings.train_batch_size, max_seq_len=settings.train_max_seq_len,
         num_epochs=settings.train_epochs, device=settings.device)
     result = trainer.train(config, train_examples, dev_examples, on_progress,
                            meta={"project": request.project_id, "run": run_dir.name, "labels": labels,
                                  "tasks": len(records), "train_tasks": len(train_records),
                                  "dev_tasks": len(dev_records)})
+    if result.version is None:
+        raise RuntimeError("training saved no checkpoint")
+    new_model = run_dir / "model_best"
+    _load_once(new_model, settings)
+    version = registry.add(new_model, settings.checkpoint_dir)
+    active_report = _active_model_report(settings, init_from, result, dev_examples)
+    activate, reason = should_activate(settings.activation_policy, result.best_report, active_report)
+    if activate:
+        registry.activate(version.id, settings.checkpoint_dir)
+    log.log(logging.INFO if activate else logging.WARNING, "version %s: %s", version.id, reason)
     summary = {
         "run": run_dir.name, "project": request.project_id, "tasks": len(records),
         "train_tasks": len(train_records), "dev_tasks": len(dev_records), "steps": result.steps,
-        "seconds": round(result.seconds, 1), "version": result.version, "activated": False,
-        "dev_before": result.initial_report.to_dict() if result.initial_report else None,
-        "dev_after": result.best_report.to_dict() if result.best_report else None,
+        "seconds": round(result.seconds, 1), "version": version.id, "activated": activate, "reason": reason,
+        "policy": settings.activation_policy, "init_from": str(init_from),
+        "dev_active": active_report.to_dict() if active_report else None,
+        "dev_new": result.best_report.to_dict() if result.best_report else None,
     }
-    if result.version:
-        activate(run_dir / "model_best", settings)
-        summary["activated"] = True
-        log.info("activated %s (dev F1 %.4f, was %.4f)", result.version,
-                 result.best_report.overall.f1 if result.best_report else float("nan"),
-                 result.initial_report.overall.f1 if result.initial_report else float("nan"))
-    else:
-        log.warning("no evaluation beat the current model: it stays active")
     write_json(run_dir / "report.json", summary)
-    (run_dir / "report.md").write_text(_report_markdown(summary, result), encoding="utf-8")
+    report = _report_markdown(summary, active_report, result.best_report)
+    (run_dir / "report.md").write_text(report, encoding="utf-8")
+    (version.path / "report.md").write_text(report, encoding="utf-8")
     return summary
 
 
-def activate(model_dir: Path, settings: Settings) -> None:
-    """Make a finished checkpoint the served ``model_best``, atomically.
+def should_activate(policy: str, new: SpanReport | None, active: SpanReport | None) -> tuple[bool, str]:
+    """The evaluation gate: whether a new model replaces the active one, and why (for logs and reports)."""
+    if policy == "never-auto":
+        return False, "kept inactive (UIE_ACTIVATION_POLICY=never-auto): activate it by hand"
+    if policy == "always" or active is None or new is None:
+        return True, "activated" + (" (UIE_ACTIVATION_POLICY=always)" if policy == "always" else "")
+    if new.overall.f1 >= active.overall.f1:
+        return True, f"activated: dev F1 {new.overall.f1:.4f} >= active model's {active.overall.f1:.4f}"
+    return False, (f"not activated: dev F1 {new.overall.f1:.4f} < active model's {active.overall.f1:.4f} "
+                   f"on the same dev tasks (UIE_ACTIVATION_POLICY=if-not-worse)")
 
-    Taskflow is loaded on it once first, here in the training process: that writes its static-graph export
-    next to the weights, so servers switch to a ready model, and a model that cannot load is never activated.
+
+def _active_model_report(settings: Settings, init_from: Path, result: trainer.TrainResult,
+                         dev_examples: list[dict]) -> SpanReport | None:
+    """The active model's dev scores: the run's starting point when it started from it, else evaluated."""
+    active = registry.active_path(settings.checkpoint_dir)
+    if active is None or active == Path(init_from).resolve():
+        return result.initial_report
+    return trainer.evaluate_checkpoint(active, dev_examples, settings.train_max_seq_len, device=settings.device)
+
+
+def _load_once(model_dir: Path, settings: Settings) -> None:
+    """Load the new model in Taskflow here, in the training process, before any server sees it.
+
+    That writes Taskflow's static-graph export next to the weights (servers then switch to a ready model),
+    and a model that cannot be loaded never becomes a version.
     """
     Predictor(ModelSource(version=checkpoint.model_version(model_dir), path=model_dir), settings)
-    target = settings.model_best
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".model_best.incoming.", dir=target.parent))
-    shutil.copytree(model_dir, staging, dirs_exist_ok=True)
-    with checkpoint.locked(target):
-        checkpoint.replace_dir(staging, target)
 
 
-def _report_markdown(summary: dict, result: trainer.TrainResult) -> str:
+def _report_markdown(summary: dict, active: SpanReport | None, new: SpanReport | None) -> str:
     lines = [f"# Training run {summary['run']}", "",
              f"- tasks: {summary['tasks']} ({summary['train_tasks']} train, {summary['dev_tasks']} dev)",
+             f"- started from: {summary['init_from']}",
              f"- steps: {summary['steps']} in {summary['seconds']} s",
-             f"- new version: {summary['version'] or 'none (did not beat the active model)'}",
-             f"- activated: {summary['activated']}", ""]
-    if result.initial_report:
-        lines += ["## Dev set, model before this run", "", result.initial_report.to_markdown(), ""]
-    if result.best_report:
-        lines += ["## Dev set, new model", "", result.best_report.to_markdown(), ""]
+             f"- version: {summary['version']}: {summary['reason']}", ""]
+    if active:
+        lines += ["## Dev set, active model", "", active.to_markdown(), ""]
+    if new:
+        lines += ["## Dev set, new model", "", new.to_markdown(), ""]
     return "\n".join(lines)
