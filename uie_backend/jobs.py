@@ -32,6 +32,7 @@ class Job:
     project: str
     dir: Path
     state: str = "running"              # running | succeeded | failed
+    pid: int | None = None
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     error: str | None = None
@@ -71,6 +72,7 @@ class JobRunner:
         process = multiprocessing.get_context("spawn").Process(
             target=run_job, args=(request, self.settings, job.dir), name=f"train-{job_id}")
         process.start()
+        job.pid = process.pid
         self._running[project] = job
         log.info("project %s: training job %s started (pid %s), log %s", project, job_id, process.pid,
                  job.dir / "train.log")
