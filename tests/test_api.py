@@ -181,3 +181,29 @@ def test_basic_auth_guards_everything_but_label_studios_plain_project_webhooks(b
     assert client.get("/health", headers=good).status_code == 200
     assert client.post("/webhook", json={"action": "ANNOTATION_CREATED"}).status_code == 200
     assert client.post("/webhook", json={"action": "START_TRAINING", "project": {}}).status_code == 401
+
+
+def test_auto_training_starts_one_run_after_every_n_annotations_outside_the_webhook(backend_env, trained_checkpoint,
+                                                                                    monkeypatch):
+    install_model(trained_checkpoint, backend_env)
+    monkeypatch.setenv("UIE_AUTO_TRAIN_EVERY", "3")
+    monkeypatch.setenv("UIE_AUTO_TRAIN_DELAY", "0.5")
+    app = create_app(UIEBackend)
+    client = app.test_client()
+    client.post("/setup", json={"project": "4.1", "schema": LABEL_CONFIG, "hostname": "http://127.0.0.1:9",
+                                "access_token": "t" * 40})
+    event = {"action": "ANNOTATION_CREATED", "project": {"id": 4, "label_config": LABEL_CONFIG},
+             "annotation": {"id": 1, "result": []}, "task": {"id": 1}}
+    statuses = []
+    for _ in range(4):
+        started = time.perf_counter()
+        statuses.append(client.post("/webhook", json=event).json["status"])
+        assert time.perf_counter() - started < 0.5
+    # the 3rd event schedules the run, the 4th (inside the delay) only pushes it back: one run for the burst
+    assert statuses == ["counted", "counted", "auto-training scheduled", "auto-training scheduled"]
+    assert client.get("/training").json["recent"] == [] and not client.get("/training").json["running"]
+    time.sleep(1.0)
+    assert app.extensions["uie_jobs"].wait_idle(120)
+    jobs = client.get("/training").json["recent"]
+    assert len(jobs) == 1 and jobs[0]["project"] == "4"
+    assert "cannot reach Label Studio" in jobs[0]["error"]  # it ran: pulling from the (dead) Label Studio

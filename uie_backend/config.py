@@ -41,6 +41,10 @@ class Settings:
     train_learning_rate: float = _setting("UIE_TRAIN_LR", 1e-5, "Fine-tuning learning rate (PaddleNLP's own).")
     train_batch_size: int = _setting("UIE_TRAIN_BATCH_SIZE", 16, "Examples per fine-tuning step.")
     train_max_seq_len: int = _setting("UIE_TRAIN_MAX_SEQ_LEN", 256, "Tokens per training example.")
+    auto_train_every: int = _setting(
+        "UIE_AUTO_TRAIN_EVERY", 0, "Train after every N new annotations of a project (0: only on Start Training).")
+    auto_train_delay: float = _setting(
+        "UIE_AUTO_TRAIN_DELAY", 30.0, "Seconds to wait after the Nth annotation, so a burst of saves is one run.")
     activation_policy: str = _setting(
         "UIE_ACTIVATION_POLICY", "if-not-worse",
         "When a trained model is served: `if-not-worse` (dev F1 at least the active model's), `always`, "

@@ -18,6 +18,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import predictor, registry
+from .autotrain import COUNTED_ACTIONS, AutoTrainer
 from .config import Settings
 from .data import DataError
 from .jobs import JobRunner
@@ -39,6 +40,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     _announce_model(settings)
     jobs = JobRunner(settings)
     projects: dict[int, dict] = {}  # project id -> what /setup told us (URL and token for pulling annotations)
+    auto = AutoTrainer(settings.auto_train_every, settings.auto_train_delay,
+                       lambda project_id, config: _submit_training(jobs, projects, settings, config, project_id))
     app.extensions["uie_jobs"] = jobs
 
     def body() -> dict:
@@ -105,13 +108,17 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     def webhook():
         data = body()
         action = data.get("action")
+        project = data.get("project")
+        if action in COUNTED_ACTIONS and isinstance(project, dict) and isinstance(project.get("label_config"), str):
+            scheduled = auto.annotation_event(_project_id(project.get("id")), project["label_config"])
+            return jsonify(status="auto-training scheduled" if scheduled else "counted", action=action), 200
         if action != "START_TRAINING":
             return jsonify(status="ignored", action=action), 200
-        project = data.get("project")
         if not isinstance(project, dict) or "label_config" not in project or "id" not in project:
             raise BadRequest("START_TRAINING needs project.id and project.label_config")
         parse_label_config(project["label_config"])
-        return _start_training(jobs, projects, settings, project["label_config"], _project_id(project["id"]))
+        return _training_started(
+            _submit_training(jobs, projects, settings, project["label_config"], _project_id(project["id"])))
 
     @app.post("/train")
     def train():
@@ -120,8 +127,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         if not isinstance(tasks, list) or not tasks:
             raise BadRequest("'annotations' must be a non-empty list of annotated tasks")
         parse_label_config(data.get("label_config"))
-        return _start_training(jobs, projects, settings, data["label_config"], _project_id(data.get("project")),
-                               tasks=tasks)
+        return _training_started(
+            _submit_training(jobs, projects, settings, data["label_config"], _project_id(data.get("project")), tasks))
 
     @app.route("/versions", methods=["GET", "POST"])
     def versions():
@@ -182,16 +189,20 @@ def _announce_model(settings: Settings) -> None:
         log.info("serving %s (version %s)", source.path, source.version)
 
 
-def _start_training(jobs: JobRunner, projects: dict, settings: Settings, label_config: str,
-                    project_id: int | None, tasks: list | None = None):
+def _submit_training(jobs: JobRunner, projects: dict, settings: Settings, label_config: str,
+                     project_id: int | None, tasks: list | None = None) -> dict:
+    """Queue a training run with the Label Studio address and token this project's /setup gave us."""
     known = projects.get(project_id, {})
-    job = jobs.submit(TrainingRequest(
+    return jobs.submit(TrainingRequest(
         label_config=label_config, project_id=project_id, tasks=tasks,
         label_studio_url=settings.label_studio_url or known.get("hostname"),
         label_studio_token=settings.label_studio_api_key or known.get("access_token"),
     ))
-    return jsonify(status="training started" if not job.get("follow_up_queued") else "queued after the running job",
-                   **job), 201
+
+
+def _training_started(job: dict):
+    status = "queued after the running job" if job.get("follow_up_queued") else "training started"
+    return jsonify(status=status, **job), 201
 
 
 def _is_unauthenticated_webhook() -> bool:
