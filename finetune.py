@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, ValueError, OSError) as exc:
         print(f"finetune.py: error: {exc}", file=sys.stderr)
         return 2
-    if result.version is None:
-        print("no checkpoint saved: no evaluation beat the starting model", file=sys.stderr)
-        return 1
+    if result.initial_report and result.best_report:
+        print(f"dev F1: starting model {result.initial_report.overall.f1:.4f}, "
+              f"new model {result.best_report.overall.f1:.4f}")
     print(f"saved {args.save_dir / 'model_best'} (version {result.version}) after {result.steps} steps, "
           f"{result.seconds:.0f} s")
     if result.best_report:
