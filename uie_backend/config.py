@@ -36,6 +36,14 @@ class Settings:
     max_seq_len: int = _setting("UIE_MAX_SEQ_LEN", 512, "Tokens per model window (prompt + text).")
     position_prob: float = _setting(
         "UIE_THRESHOLD", 0.5, "Minimum start and end probability for a predicted span.")
+    label_thresholds: str = _setting(
+        "UIE_LABEL_THRESHOLDS", "", "Per-label thresholds overriding `UIE_THRESHOLD`, e.g. `人名=0.6,价格=0.3`.")
+    max_regions: int = _setting("UIE_MAX_REGIONS", 0, "At most this many regions per task, best first (0: no cap).")
+    window_overlap: int = _setting(
+        "UIE_WINDOW_OVERLAP", 64, "Characters shared by consecutive windows of a long text (longest entity kept whole).")
+    engine: str = _setting(
+        "UIE_ENGINE", "fast", "`fast`: batched dygraph inference with length-bucketed padding; `taskflow`: "
+        "PaddleNLP's Taskflow (the reference path).")
     num_threads: int = _setting("UIE_NUM_THREADS", 0, "CPU threads for inference (0: half the cores).")
     train_epochs: int = _setting("UIE_TRAIN_EPOCHS", 20, "Fine-tuning epochs on Start Training.")
     train_learning_rate: float = _setting("UIE_TRAIN_LR", 1e-5, "Fine-tuning learning rate (PaddleNLP's own).")
@@ -66,6 +74,19 @@ class Settings:
     def model_best(self) -> Path:
         return self.checkpoint_dir / "model_best"
 
+    def thresholds(self) -> dict[str, float]:
+        """``UIE_LABEL_THRESHOLDS`` parsed: label -> pointer probability threshold."""
+        parsed = {}
+        for item in filter(None, (part.strip() for part in self.label_thresholds.split(","))):
+            label, sep, value = item.rpartition("=")
+            try:
+                if not sep or not label.strip():
+                    raise ValueError
+                parsed[label.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"UIE_LABEL_THRESHOLDS: {item!r} is not `label=number`") from None
+        return parsed
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Build the settings from ``environ`` (default ``os.environ``); bad values fail loudly at start-up."""
@@ -81,6 +102,9 @@ class Settings:
             except ValueError:
                 raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
         settings = cls(**values)
+        settings.thresholds()  # parse now: a typo fails at start-up, not at the first prediction
+        if settings.engine not in ("fast", "taskflow"):
+            raise ValueError("UIE_ENGINE must be `fast` or `taskflow`")
         if settings.activation_policy not in ACTIVATION_POLICIES:
             raise ValueError(f"UIE_ACTIVATION_POLICY must be one of {', '.join(ACTIVATION_POLICIES)}")
         if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from . import checkpoint, paddle_env
+from . import checkpoint, paddle_env, trainer, windows
 from .config import Settings
+from .inference import StaticForward
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ class Entity:
     end: int
     text: str
     score: float
+
+    def shifted(self, by: int) -> "Entity":
+        return replace(self, start=self.start + by, end=self.end + by)
 
 
 @dataclass(frozen=True)
@@ -59,52 +63,111 @@ def resolve_source(settings: Settings) -> ModelSource:
 
 
 class Predictor:
-    """A loaded Taskflow plus the lock that serialises calls to it (Taskflow is not thread-safe)."""
+    """One loaded model: long texts cut into windows, every (window × label) in one batched engine call,
+    results merged back with exact offsets, thresholds and the per-task cap applied."""
 
     def __init__(self, source: ModelSource, settings: Settings):
         self.source = source
         self.version = source.version
-        self._lock = threading.Lock()
-        env = paddle_env.load(str(settings.ppnlp_home))
+        self.settings = settings
+        self._thresholds = settings.thresholds()
+        self._lock = threading.Lock()  # neither engine is safe to call from two threads at once
+        paddle_env.load(str(settings.ppnlp_home))
+        device = paddle_env.set_device(settings.device)
+        log.info("loading %s (version %s) on %s, %s engine", source.describe(), source.version, device,
+                 settings.engine if source.path else "taskflow")
+        try:
+            with checkpoint.locked(source.path):
+                if source.path and settings.engine == "fast":
+                    self._engine = PointerEngine(source.path, settings, device)
+                else:
+                    self._engine = TaskflowEngine(source, settings, device)
+        except Exception as exc:  # paddle raises plain RuntimeError/OSError/ValueError here
+            raise ModelUnavailable(f"could not load {source.describe()}: {exc}") from exc
+
+    def threshold(self, label: str) -> float:
+        return self._thresholds.get(label, self.settings.position_prob)
+
+    def extract(self, texts: Sequence[str], labels: Sequence[str]) -> list[list[Entity]]:
+        """Entities of every label in every text, best first when capped, offsets exact in every case."""
+        results: list[list[Entity]] = [[] for _ in texts]
+        if not labels:
+            return results
+        width = self.settings.max_seq_len - max(len(label) for label in labels) - 3
+        pieces = []  # (text index, window)
+        for index, text in enumerate(texts):
+            if text.strip():  # nothing to find in empty text (and Taskflow rejects it)
+                pieces += [(index, w) for w in windows.cut(text, width, self.settings.window_overlap)]
+        with self._lock:
+            found = self._engine.extract([texts[i][w.start:w.end] for i, w in pieces], labels, self.threshold)
+        by_text: dict[int, list] = {}
+        for (index, window), entities in zip(pieces, found):
+            by_text.setdefault(index, []).append((window, entities))
+        for index, per_window in by_text.items():
+            merged = windows.merge(per_window)
+            if self.settings.max_regions:
+                merged = sorted(merged, key=lambda e: -e.score)[:self.settings.max_regions]
+            results[index] = [replace(e, text=texts[index][e.start:e.end]) for e in merged]
+        return results
+
+
+class PointerEngine:
+    """UIE's start/end pointers from the static graph (inference.py), batched by length: the default engine.
+
+    The same encoding and decoding as training and evaluation (trainer.py), so what is measured on the dev
+    set is what is served.
+    """
+
+    def __init__(self, model_dir: Path, settings: Settings, device: str):
+        from paddlenlp.transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.forward = StaticForward(model_dir, device, settings.num_threads)
+        self.settings = settings
+
+    def extract(self, texts: Sequence[str], labels: Sequence[str], threshold) -> list[list[Entity]]:
+        items = [trainer.encode({"content": text, "prompt": label, "result_list": []}, self.tokenizer,
+                                self.settings.max_seq_len)
+                 for text in texts for label in labels]
+        spans = trainer.predict_encoded(self.forward, items, self.settings.batch_size,
+                                        lambda item: threshold(item.prompt))
+        found: list[list[Entity]] = [[] for _ in texts]
+        for n, (item, item_spans) in enumerate(zip(items, spans)):
+            found[n // len(labels)] += [Entity(item.prompt, s, e, item.content[s:e], p) for s, e, p in item_spans]
+        return found
+
+
+class TaskflowEngine:
+    """PaddleNLP's own Taskflow: the reference path, and the only one for a model given by name."""
+
+    def __init__(self, source: ModelSource, settings: Settings, device: str):
         from paddlenlp import Taskflow
 
-        device = paddle_env.set_device(settings.device)
         kwargs = dict(schema=[], batch_size=settings.batch_size, max_seq_len=settings.max_seq_len,
                       position_prob=settings.position_prob,
                       device_id=-1 if device == "cpu" else int(device.partition(":")[2] or 0))
         if settings.num_threads:
             kwargs["num_threads"] = settings.num_threads
-        if source.path:
-            kwargs["task_path"] = str(source.path)
-        else:
-            kwargs["model"] = source.name
-        log.info("loading %s (version %s) on %s", source.describe(), source.version, device)
-        try:
-            with checkpoint.locked(source.path):
-                self._taskflow = Taskflow("information_extraction", **kwargs)
-        except Exception as exc:  # paddle raises plain RuntimeError/OSError/ValueError here
-            raise ModelUnavailable(f"could not load {source.describe()}: {exc}") from exc
-        del env
+        kwargs.update({"task_path": str(source.path)} if source.path else {"model": source.name})
+        self._taskflow = Taskflow("information_extraction", **kwargs)
 
-    def extract(self, texts: Sequence[str], labels: Sequence[str]) -> list[list[Entity]]:
-        """Entities of every label in every text, in one Taskflow call (it batches texts × labels)."""
-        results: list[list[Entity]] = [[] for _ in texts]
-        todo = [i for i, text in enumerate(texts) if text.strip()]  # Taskflow rejects empty texts
-        if not todo or not labels:
-            return results
-        with self._lock:
-            self._taskflow.set_schema(list(labels))
-            raw = self._taskflow([texts[i] for i in todo])
-        for index, by_label in zip(todo, raw):
-            text = texts[index]
-            for label, found in by_label.items():
-                for item in found:
-                    if "start" not in item:  # a span inside the prompt: Taskflow's classification-style answer
-                        continue
-                    start, end = int(item["start"]), int(item["end"])
-                    if 0 <= start < end <= len(text):
-                        results[index].append(Entity(label, start, end, text[start:end], float(item["probability"])))
-        return results
+    def extract(self, texts: Sequence[str], labels: Sequence[str], threshold) -> list[list[Entity]]:
+        found: list[list[Entity]] = [[] for _ in texts]
+        by_threshold: dict[float, list[str]] = {}
+        for label in labels:
+            by_threshold.setdefault(threshold(label), []).append(label)
+        for position_prob, group in by_threshold.items():
+            # Taskflow takes one threshold per instance; it is a plain attribute read at each call.
+            self._taskflow.task_instance._position_prob = position_prob
+            self._taskflow.set_schema(group)
+            for index, by_label in enumerate(self._taskflow(list(texts))):
+                for label, items in by_label.items():
+                    for item in items:
+                        if "start" not in item:  # a span inside the prompt: Taskflow's classification-style answer
+                            continue
+                        start, end = int(item["start"]), int(item["end"])
+                        found[index].append(Entity(label, start, end, texts[index][start:end], float(item["probability"])))
+        return found
 
 
 _current: Predictor | None = None

@@ -109,7 +109,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         data = body()
         action = data.get("action")
         project = data.get("project")
-        if action in COUNTED_ACTIONS and isinstance(project, dict) and isinstance(project.get("label_config"), str):
+        if (settings.auto_train_every and action in COUNTED_ACTIONS and isinstance(project, dict)
+                and isinstance(project.get("label_config"), str)):
             scheduled = auto.annotation_event(_project_id(project.get("id")), project["label_config"])
             return jsonify(status="auto-training scheduled" if scheduled else "counted", action=action), 200
         if action != "START_TRAINING":

@@ -139,21 +139,21 @@ def _batches(items: Sequence[Encoded], batch_size: int, rng: random.Random | Non
         yield [items[i] for i in order[begin:begin + batch_size]]
 
 
+def pad_batch(rows: Sequence[Sequence], width: int, value=0) -> np.ndarray:
+    return np.array([list(row) + [value] * (width - len(row)) for row in rows])
+
+
 def _to_tensors(batch: Sequence[Encoded], with_labels: bool):
     paddle = paddle_env.load().paddle
     width = max(len(e.input_ids) for e in batch)
-
-    def pad(rows, value=0):
-        return np.array([row + [value] * (width - len(row)) for row in rows])
-
     inputs = {
-        "input_ids": paddle.to_tensor(pad([e.input_ids for e in batch]), dtype="int64"),
-        "token_type_ids": paddle.to_tensor(pad([e.token_type_ids for e in batch]), dtype="int64"),
+        "input_ids": paddle.to_tensor(pad_batch([e.input_ids for e in batch], width), dtype="int64"),
+        "token_type_ids": paddle.to_tensor(pad_batch([e.token_type_ids for e in batch], width), dtype="int64"),
     }
     if not with_labels:
         return inputs
-    labels = (paddle.to_tensor(pad([e.start_labels for e in batch], 0.0), dtype="float32"),
-              paddle.to_tensor(pad([e.end_labels for e in batch], 0.0), dtype="float32"))
+    labels = (paddle.to_tensor(pad_batch([e.start_labels for e in batch], width, 0.0), dtype="float32"),
+              paddle.to_tensor(pad_batch([e.end_labels for e in batch], width, 0.0), dtype="float32"))
     return inputs, labels
 
 
@@ -186,25 +186,48 @@ def decode_spans(start_prob: Sequence[float], end_prob: Sequence[float], offsets
     return spans
 
 
-def predict_encoded(model, items: Sequence[Encoded], batch_size: int, threshold: float):
-    """Spans per encoded example, with the model in eval mode (restored afterwards)."""
+Forward = Callable[[Sequence[Encoded]], tuple[np.ndarray, np.ndarray]]
+
+
+def dygraph_forward(model) -> Forward:
+    """Start/end pointer probabilities of a batch from the dygraph model (training, evaluation)."""
     paddle = paddle_env.load().paddle
-    was_training = model.training
-    model.eval()
-    results = []
-    with paddle.no_grad():
-        for batch in _batches(items, batch_size, None):
+
+    def forward(batch: Sequence[Encoded]):
+        with paddle.no_grad():
             start_prob, end_prob = model(**_to_tensors(batch, with_labels=False))
-            for e, sp, ep in zip(batch, start_prob.numpy(), end_prob.numpy()):
-                results.append(decode_spans(sp, ep, e.offsets, e.content, threshold))
-    if was_training:
-        model.train()
+        return start_prob.numpy(), end_prob.numpy()
+
+    return forward
+
+
+def predict_encoded(forward: Forward, items: Sequence[Encoded], batch_size: int,
+                    threshold: float | Callable[[Encoded], float]):
+    """Spans ``(start, end, probability)`` per encoded example, in input order.
+
+    Examples are batched by length, so padding stays short. ``forward`` is the dygraph model
+    (:func:`dygraph_forward`) or the static-graph one serving uses (``inference.StaticForward``);
+    ``threshold`` may depend on the example (per-label thresholds at serving time).
+    """
+    threshold_of = threshold if callable(threshold) else (lambda _: threshold)
+    order = sorted(range(len(items)), key=lambda i: len(items[i].input_ids))
+    results: list = [None] * len(items)
+    for begin in range(0, len(order), batch_size):
+        indices = order[begin:begin + batch_size]
+        batch = [items[i] for i in indices]
+        start_prob, end_prob = forward(batch)
+        for i, e, sp, ep in zip(indices, batch, start_prob, end_prob):
+            results[i] = decode_spans(sp, ep, e.offsets, e.content, threshold_of(e))
     return results
 
 
 def evaluate(model, items: Sequence[Encoded], batch_size: int = 32, threshold: float = 0.5) -> SpanReport:
     """Span-level exact-match P/R/F1 per prompt label on encoded examples (the one metric, see metrics.py)."""
-    predicted = predict_encoded(model, items, batch_size, threshold)
+    was_training = model.training
+    model.eval()
+    predicted = predict_encoded(dygraph_forward(model), items, batch_size, threshold)
+    if was_training:
+        model.train()
     gold = [e.gold for e in items]
     pred = [{(e.prompt, s, t) for s, t, _ in spans} for e, spans in zip(items, predicted)]
     return score_spans(gold, pred)
