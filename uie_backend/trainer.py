@@ -20,6 +20,7 @@ import numpy as np
 
 from . import checkpoint, paddle_env
 from .metrics import SpanReport, score_spans
+from .offsets import fix_unknown
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,13 @@ def encode(example: dict, tokenizer, max_seq_len: int) -> Encoded:
     enc = tokenizer(text=example["prompt"], text_pair=example["content"], max_length=max_seq_len,
                     truncation=True, return_offsets_mapping=True)
     ids, types = enc["input_ids"], enc["token_type_ids"]
-    offsets = [tuple(o) if t == 1 and i != len(ids) - 1 else (0, 0)
-               for i, (o, t) in enumerate(zip(enc["offset_mapping"], types))]
+    content = [i for i, t in enumerate(types) if t == 1][:-1]  # the content's tokens, without the final [SEP]
+    offsets = [(0, 0)] * len(ids)
+    if content:
+        tokens = tokenizer.convert_ids_to_tokens([ids[i] for i in content])
+        placed = fix_unknown(tokens, [enc["offset_mapping"][i] for i in content], example["content"])
+        for i, offset in zip(content, placed):
+            offsets[i] = offset
     starts, ends = [0.0] * len(ids), [0.0] * len(ids)
     gold = set()
     for span in example["result_list"]:
