@@ -184,12 +184,13 @@ def current(settings: Settings) -> Predictor:
     global _current, _failed
     source = resolve_source(settings)
     predictor = _current
-    if predictor is not None and (predictor.source == source or (_failed and _failed[0] == source)):
+    if predictor is not None and predictor.settings == settings and (
+            predictor.source == source or (_failed and _failed[0] == source)):
         return predictor
     if not _swap_lock.acquire(blocking=predictor is None):
         return predictor
     try:
-        if _current is None or _current.source != source:
+        if _current is None or _current.source != source or _current.settings != settings:
             if _failed and _failed[0] == source:
                 raise ModelUnavailable(_failed[1])
             try:
