@@ -14,3 +14,4 @@ graceful_timeout = 30
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+control_socket_disable = True  # no $HOME/.gunicorn socket shared (and fought over) by every instance on a host

@@ -26,10 +26,10 @@ GUNICORN = Path(sys.executable).parent / "gunicorn"  # not resolved: .venv/bin/p
 START_TIMEOUT_S = 90.0
 REQUEST_TIMEOUT_S = 30.0
 
-# Variables of the calling shell that would change what the backend does (its own settings and gunicorn's).
-LEAKY_ENV = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "BASIC_AUTH_USER", "BASIC_AUTH_PASS", "WORKERS",
-             "THREADS", "TIMEOUT", "LOG_LEVEL", "UIE_BATCH_SIZE", "UIE_MAX_SEQ_LEN", "UIE_THRESHOLD",
-             "UIE_NUM_THREADS", "UIE_NEGATIVE_RATIO")
+# Variables of the calling shell that would change what the backend does: its own settings (every UIE_*,
+# plus these) and gunicorn's (gunicorn.conf.py reads them).
+LEAKY_ENV = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "BASIC_AUTH_USER", "BASIC_AUTH_PASS", "WORKERS", "THREADS",
+             "TIMEOUT", "LOG_LEVEL", "XDG_RUNTIME_DIR")
 
 
 class BackendError(RuntimeError):
@@ -58,8 +58,11 @@ class BackendProcess:
 
     @staticmethod
     def environment(home: Path, port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
+        env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV and not k.startswith("UIE_")}
         env.update(
+            # nothing in the real home folder; this also gives gunicorn (>= 25.1) a control socket of its own
+            # ($HOME/.gunicorn/gunicorn.ctl) instead of taking over the one of a `make serve` running meanwhile
+            HOME=str(home / "home"),
             PORT=str(port),
             HOST="127.0.0.1",
             UIE_CHECKPOINT_DIR=str(home / "checkpoint"),
@@ -88,7 +91,7 @@ class BackendProcess:
         if not GUNICORN.exists():
             raise BackendError(f"{GUNICORN} missing: run `make install`")
         home = Path(home).resolve()
-        home.mkdir(parents=True, exist_ok=True)
+        (home / "home").mkdir(parents=True, exist_ok=True)
         if model is not None:
             shutil.copytree(model, home / "checkpoint" / "model_best")
         port = free_port()
