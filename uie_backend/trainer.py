@@ -218,7 +218,11 @@ def predict_encoded(forward: Forward, items: Sequence[Encoded], batch_size: int,
     threshold_of = threshold if callable(threshold) else (lambda _: threshold)
     order = sorted(range(len(items)), key=lambda i: len(items[i].input_ids))
     results: list = [None] * len(items)
+    last_log = time.monotonic()
     for begin in range(0, len(order), batch_size):
+        if time.monotonic() - last_log > 5:  # a big dev set on a big model: show it is moving
+            last_log = time.monotonic()
+            log.info("predicting: %d/%d examples", begin, len(order))
         indices = order[begin:begin + batch_size]
         batch = [items[i] for i in indices]
         start_prob, end_prob = forward(batch)

@@ -124,6 +124,7 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
         "dev_new": result.best_report.to_dict() if result.best_report else None,
     }
     write_json(run_dir / "report.json", summary)
+    write_json(version.path / "report.json", summary)
     report = _report_markdown(summary, active_report, result.best_report)
     (run_dir / "report.md").write_text(report, encoding="utf-8")
     (version.path / "report.md").write_text(report, encoding="utf-8")
