@@ -53,3 +53,33 @@ def test_long_contents_are_cut_into_windows_keeping_only_spans_inside_them():
     assert windows[1]["result_list"] == [{"text": "李四", "start": 9, "end": 11}]
     with pytest.raises(ValueError, match="does not fit"):
         split_long_examples([example], max_seq_len=4)
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_from_its_last_state(tmp_path, random_checkpoint):
+    from uie_backend import trainer
+    from uie_backend.data import doccano_to_examples, tasks_to_doccano
+    import corpus
+
+    examples = doccano_to_examples(tasks_to_doccano(corpus.annotated_tasks(20, seed=1)), negative_ratio=1)
+    config = trainer.TrainConfig(init_from=random_checkpoint, save_dir=tmp_path, learning_rate=1e-3, batch_size=8,
+                                 max_seq_len=64, max_steps=120, eval_every=40, device="cpu", state_every_s=0.01,
+                                 positive_weight=5.0, resume=True)
+    seen = []
+
+    def stop_at_70(progress):
+        seen.append(progress.step)
+        if progress.step == 70:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        trainer.train(config, examples, examples, on_progress=stop_at_70)
+    assert (tmp_path / "last" / "progress.json").exists()
+    resumed = []
+    result = trainer.train(config, examples, examples, on_progress=lambda p: resumed.append((p.step, p.epoch)))
+    assert resumed[0][0] in (70, 71) and result.steps == 120  # continued where it stopped, not from 0
+    assert resumed[-1][1] == -(-120 // -(-len(examples) // 8))  # epochs counted across the interruption

@@ -43,6 +43,10 @@ class SpanReport:
             "overall": asdict(self.overall),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "SpanReport":
+        return cls({label: Score(**score) for label, score in data["per_label"].items()}, Score(**data["overall"]))
+
     def to_markdown(self) -> str:
         """A table with one row per label and a final micro-averaged row."""
         rows = ["| label | P | R | F1 | support |", "|---|---:|---:|---:|---:|"]

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import checkpoint, paddle_env
 from .metrics import SpanReport, score_spans
+from .jsonio import read_json, write_json
 from .offsets import fix_unknown
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class TrainConfig:
     seed: int = 1000
     device: str = "auto"
     threshold: float = 0.5
+    positive_weight: float = 1.0        # >1 weighs the rare pointer positions up (training from scratch)
+    state_every_s: float = 0            # save a resumable state to save_dir/last this often (0: never)
+    resume: bool = False                # continue from save_dir/last when it exists
 
 
 @dataclass
@@ -260,7 +264,6 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
     random.seed(config.seed)
     np.random.seed(config.seed)
     paddle.seed(config.seed)
-    rng = random.Random(config.seed)
 
     model, tokenizer = checkpoint.load(config.init_from)
     train_items = [encode(e, tokenizer, config.max_seq_len) for e in split_long_examples(train_examples, config.max_seq_len)]
@@ -276,7 +279,10 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
     optimizer = paddle.optimizer.AdamW(
         learning_rate=schedule, parameters=model.parameters(), weight_decay=config.weight_decay,
         apply_decay_param_fun=lambda name: name in decay_params)
-    bce = paddle.nn.BCELoss()
+
+    def pointer_loss(prob, target):
+        weight = 1 + (config.positive_weight - 1) * target
+        return paddle.nn.functional.binary_cross_entropy(prob, target, weight=weight)
 
     log.info("fine-tuning %s on %s: %d train / %d dev examples, %d steps (%d per epoch), lr %g, batch %d",
              config.init_from, device, len(train_items), len(dev_items), total_steps, steps_per_epoch,
@@ -286,15 +292,22 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
     if initial:
         log.info("starting model: dev F1 %.4f", initial.overall.f1)
     best_report, version, stale_evals = None, None, 0
-    started = last_log = time.monotonic()
+    state_dir = Path(config.save_dir) / "last"
+    if config.resume and (state_dir / "progress.json").exists():
+        progress, best_report = _load_state(state_dir, model, optimizer, total_steps)
+        log.info("resumed at step %d/%d (best dev F1 %.4f)", progress.step, total_steps, progress.best_f1)
+    started = last_log = last_state = time.monotonic() - progress.elapsed_s
     model.train()
 
     while progress.step < total_steps:
-        progress.epoch += 1
-        for batch in _batches(train_items, config.batch_size, rng):
+        progress.epoch = progress.step // steps_per_epoch + 1
+        # each epoch's order depends only on (seed, epoch): a resumed run sees the batches it would have
+        order = random.Random(config.seed * 100_003 + progress.epoch)
+        batches = list(_batches(train_items, config.batch_size, order))
+        for batch in batches[progress.step % steps_per_epoch:]:
             inputs, (start_ids, end_ids) = _to_tensors(batch, with_labels=True)
             start_prob, end_prob = model(**inputs)
-            loss = (bce(start_prob, start_ids) + bce(end_prob, end_ids)) / 2
+            loss = (pointer_loss(start_prob, start_ids) + pointer_loss(end_prob, end_ids)) / 2
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -324,6 +337,9 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
                 last_log = time.monotonic()
                 log.info("step %d/%d epoch %d loss %.5f elapsed %.0fs eta %.0fs", progress.step, total_steps,
                          progress.epoch, progress.loss, progress.elapsed_s, progress.eta_s)
+            if config.state_every_s and time.monotonic() - last_state > config.state_every_s:
+                last_state = time.monotonic()
+                _save_state(state_dir, model, optimizer, progress, best_report)
             if config.early_stopping_patience and stale_evals >= config.early_stopping_patience:
                 log.info("early stopping: no dev improvement in %d evaluations", stale_evals)
                 total_steps = progress.step
@@ -335,6 +351,43 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
             **(meta or {}), "init_from": str(config.init_from), "train_config": _jsonable(config),
             "step": progress.step})
     return TrainResult(version, best_report, initial, progress.step, time.monotonic() - started, _jsonable(config))
+
+
+def _save_state(state_dir: Path, model, optimizer, progress: Progress, best: SpanReport | None) -> None:
+    """Everything needed to continue this run after an interruption (weights, optimizer, schedule, step)."""
+    paddle = paddle_env.load().paddle
+    staging = state_dir.with_name(state_dir.name + ".incoming")
+    staging.mkdir(parents=True, exist_ok=True)
+    paddle.save(model.state_dict(), str(staging / "model_state.pdparams"))
+    paddle.save(_by_structure(optimizer.state_dict(), model, to_structure=True), str(staging / "optimizer.pdopt"))
+    write_json(staging / "progress.json", {"progress": asdict(progress), "best": best.to_dict() if best else None})
+    checkpoint.replace_dir(staging, state_dir)
+    log.info("saved resumable state at step %d to %s", progress.step, state_dir)
+
+
+def _by_structure(state: dict, model, to_structure: bool) -> dict:
+    """Optimizer state keys use paddle's per-process parameter names (``embedding_8.w_0_moment1_0``); a new
+    process numbers them differently, so they are saved under the model's structured names instead."""
+    pairs = [(p.name, name) for name, p in model.named_parameters()]
+    if not to_structure:
+        pairs = [(structured, runtime) for runtime, structured in pairs]
+    renamed = {}
+    for key, value in state.items():
+        for old, new in pairs:
+            if key == old or key.startswith(old + "_"):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed
+
+
+def _load_state(state_dir: Path, model, optimizer, total_steps: int) -> tuple[Progress, SpanReport | None]:
+    paddle = paddle_env.load().paddle
+    model.set_state_dict(paddle.load(str(state_dir / "model_state.pdparams")))
+    optimizer.set_state_dict(_by_structure(paddle.load(str(state_dir / "optimizer.pdopt")), model, to_structure=False))
+    saved = read_json(state_dir / "progress.json")
+    progress = Progress(**{**saved["progress"], "total_steps": total_steps})
+    return progress, SpanReport.from_dict(saved["best"]) if saved["best"] else None
 
 
 def _jsonable(config: TrainConfig) -> dict:
