@@ -5,6 +5,11 @@
 
 Writes a complete, Taskflow-loadable checkpoint to ``<save_dir>/model_best`` (best dev span F1), logging
 step/total, loss, dev F1 and ETA. The loop itself is ``uie_backend/trainer.py``.
+
+    python finetune.py --from_scratch --config recipes/uie-zh-small.json --corpora ../shared/data/ner \
+        --save_dir models/uie-zh-small
+
+trains the offline default model from public corpora instead (``uie_backend/recipe.py``; resumable).
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ from uie_backend.data import DataError, read_jsonl
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = trainer.TrainConfig(init_from=Path(), save_dir=Path())
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    if "--from_scratch" in (sys.argv[1:] if argv is None else argv):
+        p.add_argument("--from_scratch", action="store_true", help="train a new model by a recipe (uie_backend/recipe.py)")
+        p.add_argument("--config", type=Path, required=True, help="the recipe, e.g. recipes/uie-zh-small.json")
+        p.add_argument("--corpora", type=Path, required=True, help="folder of the public corpora (../shared/data/ner)")
+        p.add_argument("--save_dir", type=Path, required=True, help="the finished model and its model card go here")
+        p.add_argument("--workdir", type=Path, help="resumable training state (default: .recipe-work/<config name>)")
+        return p.parse_args(argv)
     p.add_argument("--train_path", type=Path, required=True, help="UIE examples (JSON lines) to learn from")
     p.add_argument("--dev_path", type=Path, required=True, help="UIE examples to select the best checkpoint on")
     source = p.add_mutually_exclusive_group(required=True)
@@ -46,6 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if getattr(args, "from_scratch", False):
+        from uie_backend import recipe
+
+        workdir = args.workdir or Path(".recipe-work") / args.config.stem
+        summary = recipe.run(args.config, args.corpora, args.save_dir, workdir)
+        print((args.save_dir / "README.md").read_text(encoding="utf-8"))
+        return 0 if summary["steps"] else 1
     config = trainer.TrainConfig(
         init_from=args.init_from_ckpt or args.model, save_dir=args.save_dir, learning_rate=args.learning_rate,
         batch_size=args.batch_size, max_seq_len=args.max_seq_len, num_epochs=args.num_epochs,

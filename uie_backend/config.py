@@ -49,6 +49,7 @@ class Settings:
     train_learning_rate: float = _setting("UIE_TRAIN_LR", 1e-5, "Fine-tuning learning rate (PaddleNLP's own).")
     train_batch_size: int = _setting("UIE_TRAIN_BATCH_SIZE", 16, "Examples per fine-tuning step.")
     train_max_seq_len: int = _setting("UIE_TRAIN_MAX_SEQ_LEN", 256, "Tokens per training example.")
+    max_body_mb: int = _setting("UIE_MAX_BODY_MB", 64, "Largest request body accepted, in MB (413 beyond).")
     auto_train_every: int = _setting(
         "UIE_AUTO_TRAIN_EVERY", 0, "Train after every N new annotations of a project (0: only on Start Training).")
     auto_train_delay: float = _setting(

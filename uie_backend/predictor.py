@@ -182,8 +182,14 @@ def current(settings: Settings) -> Predictor:
     fails to load is not retried on every request, and the old one stays in service.
     """
     global _current, _failed
-    source = resolve_source(settings)
     predictor = _current
+    try:
+        source = resolve_source(settings)
+    except (ModelUnavailable, checkpoint.CheckpointError) as exc:
+        if predictor is None or predictor.settings != settings:
+            raise ModelUnavailable(str(exc)) from None
+        log.error("the active model is unusable (%s); still serving %s", exc, predictor.version)
+        return predictor
     if predictor is not None and predictor.settings == settings and (
             predictor.source == source or (_failed and _failed[0] == source)):
         return predictor

@@ -14,6 +14,7 @@ the registry as a version of its own the first time another version is activated
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checkpoint
+
+
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class VersionNotFound(LookupError):
@@ -72,7 +76,8 @@ def activate(version: str, checkpoint_dir: Path) -> Version:
     """Make ``version`` the served model: one atomic rename of a symlink."""
     checkpoint_dir = Path(checkpoint_dir)
     target = versions_dir(checkpoint_dir) / version
-    if not checkpoint.is_complete(target) or version.startswith("."):
+    # a version is a name in versions/, never a path: "..", "/" or a hidden staging directory are not
+    if not VERSION_NAME.fullmatch(version) or not checkpoint.is_complete(target):
         raise VersionNotFound(f"no version {version!r}; there are: {', '.join(v.id for v in list_versions(checkpoint_dir)) or 'none'}")
     best = checkpoint_dir / "model_best"
     with checkpoint.locked(best):

@@ -37,6 +37,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.json.ensure_ascii = False  # Chinese labels stay readable in answers and logs
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_mb * 1024 * 1024  # larger bodies: 413
     _announce_model(settings)
     jobs = JobRunner(settings)
     projects: dict[int, dict] = {}  # project id -> what /setup told us (URL and token for pulling annotations)
@@ -45,7 +46,10 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     app.extensions["uie_jobs"] = jobs
 
     def body() -> dict:
-        data = request.get_json(force=True, silent=True)
+        try:
+            data = request.get_json(force=True, silent=True)
+        except RecursionError:  # the stdlib parser recurses per nesting level
+            raise BadRequest("request body is nested too deeply") from None
         if not isinstance(data, dict):
             raise BadRequest("request body must be a JSON object")
         return data
@@ -213,7 +217,10 @@ def _is_unauthenticated_webhook() -> bool:
     """
     if request.path != "/webhook":
         return False
-    data = request.get_json(force=True, silent=True)
+    try:
+        data = request.get_json(force=True, silent=True)
+    except RecursionError:
+        return True  # let it in: body() answers 400
     return not (isinstance(data, dict) and data.get("action") == "START_TRAINING")
 
 
