@@ -10,21 +10,32 @@ whitespace; CJK characters and punctuation stand alone).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
-from paddlenlp.transformers.tokenizer_utils import (_is_control, _is_punctuation, _is_whitespace,
-                                                    is_chinese_char)
+from . import paddle_env
 
 UNKNOWN = "[UNK]"
 
 
+@lru_cache(maxsize=1)
+def _classes():
+    """The tokenizer's own character classes (imported through paddle_env, like all of paddlenlp)."""
+    paddle_env.load()
+    from paddlenlp.transformers.tokenizer_utils import _is_control, _is_punctuation, _is_whitespace, is_chinese_char
+
+    return _is_whitespace, _is_control, _is_punctuation, is_chinese_char
+
+
 def _invisible(ch: str) -> bool:
     """Characters the tokenizer drops: they belong to no token."""
-    return _is_whitespace(ch) or _is_control(ch) or ord(ch) in (0, 0xFFFD)
+    is_whitespace, is_control, _, _ = _classes()
+    return is_whitespace(ch) or is_control(ch) or ord(ch) in (0, 0xFFFD)
 
 
 def _units(text: str, begin: int, end: int) -> list[tuple[int, int]]:
     """The tokenizer's words in ``text[begin:end]``, as character ranges (invisible characters skipped)."""
+    _, _, is_punctuation, is_chinese_char = _classes()
     units, start = [], None
     for i in range(begin, end):
         ch = text[i]
@@ -32,7 +43,7 @@ def _units(text: str, begin: int, end: int) -> list[tuple[int, int]]:
             if start is not None:
                 units.append((start, i))
                 start = None
-        elif is_chinese_char(ord(ch)) or _is_punctuation(ch):
+        elif is_chinese_char(ord(ch)) or is_punctuation(ch):
             if start is not None:
                 units.append((start, i))
             units.append((i, i + 1))
