@@ -47,9 +47,10 @@ def trained_checkpoint(tmp_path_factory, random_checkpoint) -> Path:
 
 @pytest.fixture
 def backend_env(tmp_path, monkeypatch) -> Settings:
-    """Point every setting at a fresh temporary folder; no fallback model (nothing may be downloaded)."""
+    """Point every setting at a fresh temporary folder; no named or embedded model: each test installs its own."""
     env = {"UIE_CHECKPOINT_DIR": str(tmp_path / "checkpoint"), "UIE_DATA_DIR": str(tmp_path / "data"),
-           "PPNLP_HOME": str(tmp_path / "ppnlp"), "UIE_DEVICE": "cpu", "UIE_MODEL": "", **TINY_TRAINING}
+           "PPNLP_HOME": str(tmp_path / "ppnlp"), "UIE_DEVICE": "cpu", "UIE_MODEL": "",
+           "UIE_DEFAULT_MODEL": str(tmp_path / "no-default-model"), **TINY_TRAINING}
     for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "BASIC_AUTH_USER", "BASIC_AUTH_PASS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

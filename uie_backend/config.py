@@ -25,9 +25,13 @@ class Settings:
     checkpoint_dir: Path = _setting(
         "UIE_CHECKPOINT_DIR", REPO_ROOT / "checkpoint",
         "Where models live; the served model is `<dir>/model_best`.")
-    fallback_model: str = _setting(
-        "UIE_MODEL", "uie-base",
-        "PaddleNLP model name used when `model_best` does not exist (downloaded by PaddleNLP, needs internet).")
+    named_model: str = _setting(
+        "UIE_MODEL", "",
+        "A PaddleNLP UIE model to serve when `model_best` does not exist, e.g. `uie-base` (downloaded by "
+        "PaddleNLP: needs internet once). Empty: the embedded offline model.")
+    default_model: Path = _setting(
+        "UIE_DEFAULT_MODEL", REPO_ROOT / "models" / "uie-zh-small",
+        "The embedded offline model, served when there is neither `model_best` nor `UIE_MODEL`.")
     data_dir: Path = _setting(
         "UIE_DATA_DIR", REPO_ROOT / "data",
         "Where each training run keeps the exact data it used (`runs/<id>/`).")

@@ -49,14 +49,20 @@ class ModelSource:
 
 
 def resolve_source(settings: Settings) -> ModelSource:
-    """Which model to serve now. Cheap (reads one small JSON file): called on every request."""
+    """Which model to serve now. Cheap (reads one small JSON file): called on every request.
+
+    In order: the active fine-tuned model (``model_best``); else the PaddleNLP model named by ``UIE_MODEL``;
+    else the embedded offline model; else nothing, with a message saying where to put a checkpoint.
+    """
     best = settings.model_best
     if best.exists():
         real = best.resolve()  # the immutable version directory model_best points at
         checkpoint.check(real)
         return ModelSource(version=checkpoint.model_version(real), path=real)
-    if settings.fallback_model:
-        return ModelSource(version=settings.fallback_model, name=settings.fallback_model)
+    if settings.named_model:
+        return ModelSource(version=settings.named_model, name=settings.named_model)
+    if settings.default_model.name and checkpoint.is_complete(settings.default_model):
+        return ModelSource(version=checkpoint.model_version(settings.default_model), path=settings.default_model)
     raise ModelUnavailable(
         f"no model to serve: put a fine-tuned UIE checkpoint (the five files of `finetune.py`'s output) in "
         f"{best}, or set UIE_MODEL to a PaddleNLP UIE model name such as uie-base (needs internet once)")

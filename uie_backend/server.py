@@ -188,8 +188,7 @@ def _announce_model(settings: Settings) -> None:
         return
     if source.path is None:
         log.warning("no fine-tuned model in %s: serving PaddleNLP's %r, which PaddleNLP downloads on first use "
-                    "(needs internet). Offline, put a checkpoint in %s.", settings.model_best, source.name,
-                    settings.model_best)
+                    "(needs internet).", settings.model_best, source.name)
     else:
         log.info("serving %s (version %s)", source.path, source.version)
 

@@ -20,7 +20,7 @@ from .jsonio import write_json
 from .labelconfig import parse_label_config, schema_labels
 from .labelstudio import Connection
 from .metrics import SpanReport
-from .predictor import ModelSource, ModelUnavailable, Predictor
+from .predictor import ModelSource, ModelUnavailable, Predictor, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +51,19 @@ def collect_tasks(request: TrainingRequest) -> list[dict]:
 
 
 def starting_model(settings: Settings) -> Path:
-    """The checkpoint a fine-tune continues from: ``UIE_TRAIN_FROM``, by default the active model (else the
-    configured named model, if PaddleNLP downloaded it)."""
+    """The checkpoint a fine-tune continues from: ``UIE_TRAIN_FROM``, by default the model being served
+    (the active one, else the ``UIE_MODEL`` PaddleNLP downloaded, else the embedded offline model)."""
     if settings.train_from != "active":
         checkpoint.check(Path(settings.train_from))
         return Path(settings.train_from)
-    if checkpoint.is_complete(settings.model_best):
-        return settings.model_best.resolve()
-    named = settings.ppnlp_home / "taskflow" / "information_extraction" / settings.fallback_model
-    if settings.fallback_model and checkpoint.is_complete(named):
-        return named
-    raise ModelUnavailable(f"nothing to fine-tune from: no checkpoint in {settings.model_best} and "
-                           f"{settings.fallback_model!r} was never downloaded to {named.parent}")
+    source = resolve_source(settings)
+    if source.path is not None:
+        return source.path
+    downloaded = settings.ppnlp_home / "taskflow" / "information_extraction" / source.name
+    if checkpoint.is_complete(downloaded):
+        return downloaded
+    raise ModelUnavailable(f"nothing to fine-tune from: {source.name!r} was never downloaded to {downloaded} "
+                           f"(serve it once, online, to have PaddleNLP fetch it)")
 
 
 def split_train_dev(records: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -69,7 +69,8 @@ class BackendProcess:
             UIE_DATA_DIR=str(home / "data"),
             PPNLP_HOME=str(home / "ppnlp"),
             UIE_DEVICE="cpu",
-            UIE_MODEL="",  # no fallback model: it would be downloaded
+            UIE_MODEL="",  # no named model: it would be downloaded
+            UIE_DEFAULT_MODEL=str(home / "no-default-model"),  # nor the embedded one: the test installs its own
             PYTHONUNBUFFERED="1",
         )
         env.update(extra or {})
