@@ -7,7 +7,7 @@ from my_ml_backend import UIEBackend
 from uie_backend.server import create_app
 
 logging.basicConfig(
-    level=os.environ.get("LOG_LEVEL", "INFO"),
+    level=os.environ.get("LOG_LEVEL", "INFO").upper(),  # gunicorn.conf.py takes it in any case too
     format="[%(asctime)s] [%(levelname)s] [%(process)d] [%(name)s] %(message)s",
 )
 

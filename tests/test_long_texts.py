@@ -99,17 +99,13 @@ def _tokenizer():
     return AutoTokenizer.from_pretrained(str(VOCAB_DIR))
 
 
-def test_entities_across_every_window_edge_are_found_and_a_100k_text_is_answered(predictor):
-    small = replace(predictor.settings, max_seq_len=64, window_overlap=16)
-    narrow = Predictor.__new__(Predictor)  # same loaded model, narrow windows: many edges in a short text
-    narrow.__dict__.update(predictor.__dict__, settings=small)
-    # Taskflow's own splitter cuts every `width` characters, whatever is there. Put a sentence across each
-    # of those cut points, its first entity straddling the cut, with more than a window of whitespace
-    # between sentences: the tokenizer drops whitespace, so each window shows the model exactly one
-    # sentence as it would see it alone, and the regions must be exactly the sentences' own, shifted.
-    width = small.max_seq_len - max(map(len, LABELS)) - 3
-    rng, text, expected, across = random.Random(7), "", set(), set()
-    for cut_point in range(width, 80 * width, 2 * width):
+def spaced_document(predictor, width: int, length: int, seed: int):
+    """Sentences laid so that the first entity of each straddles a multiple of ``width`` (where Taskflow's own
+    splitter cuts), with more than a window of whitespace between sentences. The tokenizer drops whitespace,
+    so every window shows the model exactly one sentence as it would see it alone: the expected regions are
+    the sentences' own, shifted. Returns the text, those regions, and the straddling entities."""
+    rng, text, expected, across = random.Random(seed), "", set(), set()
+    for cut_point in range(width, length, 2 * width):
         sentence, sentence_spans = corpus.sentence(rng.choice(corpus.TRAIN_TEMPLATES), rng)
         label, s, e = sentence_spans[0]
         padding = cut_point - 1 - (len(text) + s)
@@ -119,16 +115,27 @@ def test_entities_across_every_window_edge_are_found_and_a_100k_text_is_answered
         if (label, s, e) in alone:
             across.add((label, len(text) + s, len(text) + e))
         text += sentence
-    assert len(across) >= 20, "the model must know most of these entities for the test to mean anything"
-    assert regions(narrow, text) == expected  # nothing lost at an edge, nothing truncated, nothing doubled
+    return text + " " * (length - len(text)), expected, across
 
-    huge, huge_spans = document(random.Random(3), 9000, ["\r\n", " "])
-    huge = huge[:100_000]
+
+def assert_same_regions(found: set, expected: set, across: set) -> None:
+    assert len(across) >= 20, "the model must know most of these entities for the test to mean anything"
+    assert across <= found  # none lost at a cut
+    # Otherwise the same regions as each sentence alone. Batches of other shapes can move a pointer
+    # probability sitting right at the threshold by ~1e-7 (oneDNN), so one or two borderline spans may
+    # differ; truncated or doubled spans would differ by dozens (the window logic itself: test_windows.py).
+    assert len(found ^ expected) <= max(2, len(expected) // 50), found ^ expected
+
+
+def test_entities_across_every_window_edge_are_found_and_a_100k_text_is_answered(predictor):
+    small = replace(predictor.settings, max_seq_len=64, window_overlap=16)
+    narrow = Predictor.__new__(Predictor)  # same loaded model, narrow windows: many cuts in a short text
+    narrow.__dict__.update(predictor.__dict__, settings=small)
+    width = small.max_seq_len - max(map(len, LABELS)) - 3
+    text, expected, across = spaced_document(predictor, width, 80 * width, seed=7)
+    assert_same_regions(regions(narrow, text), expected, across)
+
+    width = predictor.settings.max_seq_len - max(map(len, LABELS)) - 3
+    huge, expected, across = spaced_document(predictor, width, 100_000, seed=3)
     assert len(huge) == 100_000
-    found = regions(predictor, huge)
-    inside = {s for s in huge_spans if s[2] <= len(huge)}
-    # The point is a 100k-character task answered with valid regions all the way through. (How many it
-    # finds is the tiny model's business: 0.63 measured, it sees several sentences per 512-token window
-    # where it was trained on one.)
-    assert len(found & inside) >= 0.5 * len(inside)
-    assert max(start for _, start, _ in found) > 99_000
+    assert_same_regions(regions(predictor, huge), expected, across)

@@ -46,7 +46,7 @@ class Settings:
     window_overlap: int = _setting(
         "UIE_WINDOW_OVERLAP", 64, "Characters shared by consecutive windows of a long text (longest entity kept whole).")
     engine: str = _setting(
-        "UIE_ENGINE", "fast", "`fast`: batched dygraph inference with length-bucketed padding; `taskflow`: "
+        "UIE_ENGINE", "fast", "`fast`: Paddle Inference on the static graph, batches padded only as needed; `taskflow`: "
         "PaddleNLP's Taskflow (the reference path).")
     num_threads: int = _setting("UIE_NUM_THREADS", 0, "CPU threads for inference (0: half the cores).")
     train_epochs: int = _setting("UIE_TRAIN_EPOCHS", 20, "Fine-tuning epochs on Start Training.")

@@ -3,9 +3,8 @@ as they need.
 
 Taskflow runs the same static graph but pads every input to ``max_seq_len`` (512), which for the short
 texts annotation projects are made of costs 5-10× in wasted positions; the dygraph model pads tightly but
-misses Paddle Inference's fused CPU kernels and is ~3× slower on long windows (bench/engines.py). This
-keeps both advantages. Batches are padded up to a multiple of ``PAD_MULTIPLE`` so the CPU kernels see a
-handful of shapes, not one per batch.
+misses Paddle Inference's fused CPU kernels and was ~3× slower on long windows when measured while this
+was written. This keeps both advantages (bench/engines.py compares it with Taskflow).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import numpy as np
 from . import paddle_env
 from .trainer import Encoded, pad_batch
 
-PAD_MULTIPLE = 16
+MIN_WIDTH = 16
 STATIC_PREFIX = Path("static") / "inference"  # where Taskflow exports it too, so either can reuse it
 
 
@@ -60,14 +59,21 @@ class StaticForward:
         self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
 
     def __call__(self, batch: Sequence[Encoded]) -> tuple[np.ndarray, np.ndarray]:
-        longest = max(len(e.input_ids) for e in batch)
-        width = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
-        input_ids = pad_batch([e.input_ids for e in batch], width).astype("int64")
-        token_type_ids = pad_batch([e.token_type_ids for e in batch], width).astype("int64")
-        position_ids = np.tile(np.arange(width, dtype="int64"), (len(batch), 1))
+        # Rows and width are rounded up to powers of two: at most ~30 distinct shapes ever reach the
+        # oneDNN kernel cache (each new shape costs memory and a slow first call; bench/shapes.py).
+        width = _power_of_two(max(MIN_WIDTH, max(len(e.input_ids) for e in batch)))
+        rows = [e.input_ids for e in batch] + [[]] * (_power_of_two(len(batch)) - len(batch))
+        types = [e.token_type_ids for e in batch] + [[]] * (len(rows) - len(batch))
+        input_ids = pad_batch(rows, width).astype("int64")
+        token_type_ids = pad_batch(types, width).astype("int64")
+        position_ids = np.tile(np.arange(width, dtype="int64"), (len(rows), 1))
         attention_mask = (input_ids != 0).astype("int64")  # [PAD] is id 0 in UIE's vocabulary
         for handle, array in zip(self._inputs, (input_ids, token_type_ids, position_ids, attention_mask)):
             handle.copy_from_cpu(array)
         self._predictor.run()
-        start_prob, end_prob = (handle.copy_to_cpu() for handle in self._outputs)
+        start_prob, end_prob = (handle.copy_to_cpu()[:len(batch)] for handle in self._outputs)
         return start_prob, end_prob
+
+
+def _power_of_two(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()

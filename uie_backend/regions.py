@@ -57,14 +57,19 @@ def existing_spans(task: dict, context: Any) -> set[tuple[str, int, int]]:
     if isinstance(context, dict) and isinstance(context.get("result"), list):
         results += context["result"]
     for key in ("annotations", "drafts"):
-        for item in task.get(key) or []:
+        items = task.get(key)
+        if not isinstance(items, list):  # "drafts": 5 was a TypeError, a 500 (tests/test_fuzz.py)
+            continue
+        for item in items:
             if isinstance(item, dict) and not item.get("was_cancelled") and isinstance(item.get("result"), list):
                 results += item["result"]
     spans = set()
     for r in results:
         value = r.get("value") if isinstance(r, dict) else None
-        if isinstance(value, dict) and isinstance(value.get("start"), int) and isinstance(value.get("end"), int):
-            spans.add((r.get("to_name"), value["start"], value["end"]))
+        # a to_name that is not a string names no control; a list or dict there was unhashable, a 500 (test_fuzz)
+        if (isinstance(value, dict) and isinstance(value.get("start"), int) and isinstance(value.get("end"), int)
+                and isinstance(r.get("to_name"), str)):
+            spans.add((r["to_name"], value["start"], value["end"]))
     return spans
 
 
