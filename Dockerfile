@@ -11,8 +11,9 @@ COPY requirements.lock ./
 RUN pip install --no-deps -r requirements.lock
 
 COPY . .
+# models/: the first load writes the static-graph export next to the embedded model's weights
 RUN useradd --create-home --uid 1000 backend && mkdir -p checkpoint data .paddlenlp \
-    && chown -R backend /app/checkpoint /app/data /app/.paddlenlp
+    && chown -R backend /app/checkpoint /app/data /app/.paddlenlp /app/models
 USER backend
 
 EXPOSE 9090

@@ -1,0 +1,24 @@
+"""The embedded offline model (models/uie-zh-small) is what a fresh, offline `make serve` serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from uie_backend.config import Settings
+from uie_backend.predictor import Predictor, resolve_source
+
+REPO = Path(__file__).resolve().parent.parent
+LABELS = ["人名", "地名", "组织", "时间", "产品", "价格", "天气"]
+
+
+def test_the_embedded_model_is_served_offline_and_finds_obvious_entities(tmp_path):
+    settings = Settings(checkpoint_dir=tmp_path / "checkpoint", named_model="", device="cpu",
+                        ppnlp_home=tmp_path / "ppnlp")  # default_model: the repository's models/uie-zh-small
+    source = resolve_source(settings)
+    assert source.path == REPO / "models" / "uie-zh-small"
+    texts = ["张三明天要去北京参加华为的发布会。", "国务院总理李强在人民大会堂会见了法国总统马克龙。",
+             "杭州明天有小雨，这台冰箱只要3999元。"]
+    found = {(e.label, e.text) for entities in Predictor(source, settings).extract(texts, LABELS) for e in entities}
+    # a weak model (see its model card): these are the plain cases it must get
+    assert {("人名", "张三"), ("地名", "北京"), ("人名", "李强"), ("组织", "国务院"), ("天气", "小雨"),
+            ("产品", "冰箱")} <= found
