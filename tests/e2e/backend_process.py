@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import requests
 
-from .labelstudio import REPO_ROOT, free_port, read_log, tail
+from .labelstudio import REPO_ROOT, free_port, read_log, stop_process_group, tail
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"  # not resolved: .venv/bin/python is a symlink
 START_TIMEOUT_S = 90.0
@@ -141,18 +140,7 @@ class BackendProcess:
 
     def stop(self, timeout_s: float = 35.0) -> None:
         """SIGTERM to the whole process group (gunicorn's graceful timeout is 30 s), then SIGKILL."""
-        if self.process.poll() is not None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=timeout_s)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(self.process, timeout_s)
 
     def __enter__(self) -> BackendProcess:
         return self

@@ -87,6 +87,22 @@ def read_log(path: Path, offset: int = 0) -> str:
         return log.read().decode(errors="replace")
 
 
+def stop_process_group(process: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM to the process's whole group (servers fork workers), then SIGKILL; reap it."""
+    if process.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=timeout_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def tail(text: str, lines: int = 40) -> str:
     """Last lines of a log, to make a failed start diagnosable from the test output."""
     return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"
@@ -238,18 +254,7 @@ class LabelStudio:
     def stop(self, timeout_s: float = 20.0) -> None:
         """Terminate the whole process group (SIGTERM, then SIGKILL) and reap it."""
         self.session.close()
-        if self.process.poll() is not None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=timeout_s)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(self.process, timeout_s)
 
     def __enter__(self) -> LabelStudio:
         return self
