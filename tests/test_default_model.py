@@ -22,3 +22,12 @@ def test_the_embedded_model_is_served_offline_and_finds_obvious_entities(tmp_pat
     # a weak model (see its model card): these are the plain cases it must get
     assert {("人名", "张三"), ("地名", "北京"), ("人名", "李强"), ("组织", "国务院"), ("天气", "小雨"),
             ("产品", "冰箱")} <= found
+
+
+def test_fine_tuning_the_embedded_model_uses_its_recommended_learning_rate_unless_one_is_set():
+    from uie_backend.training import DEFAULT_LEARNING_RATE, learning_rate
+
+    model = REPO / "models" / "uie-zh-small"
+    assert learning_rate(Settings(), model) == 3e-4
+    assert learning_rate(Settings(train_learning_rate=2e-5), model) == 2e-5
+    assert learning_rate(Settings(), REPO / "uie_backend" / "uie_vocab") == DEFAULT_LEARNING_RATE  # no meta

@@ -50,7 +50,9 @@ class Settings:
         "PaddleNLP's Taskflow (the reference path).")
     num_threads: int = _setting("UIE_NUM_THREADS", 0, "CPU threads for inference (0: half the cores).")
     train_epochs: int = _setting("UIE_TRAIN_EPOCHS", 20, "Fine-tuning epochs on Start Training.")
-    train_learning_rate: float = _setting("UIE_TRAIN_LR", 1e-5, "Fine-tuning learning rate (PaddleNLP's own).")
+    train_learning_rate: float = _setting(
+        "UIE_TRAIN_LR", 0.0, "Fine-tuning learning rate; 0: the starting model's own recommendation "
+        "(`fine_tune_learning_rate` in its uie_meta.json), else 1e-5 (PaddleNLP's for uie-base).")
     train_batch_size: int = _setting("UIE_TRAIN_BATCH_SIZE", 16, "Examples per fine-tuning step.")
     train_max_seq_len: int = _setting("UIE_TRAIN_MAX_SEQ_LEN", 256, "Tokens per training example.")
     max_body_mb: int = _setting("UIE_MAX_BODY_MB", 64, "Largest request body accepted, in MB (413 beyond).")

@@ -74,7 +74,8 @@ def run(config_path: Path, corpora: Path, out_dir: Path, workdir: Path) -> dict:
         state_every_s=hp["state_every_s"], resume=True, device="auto")
     started = time.monotonic()
     result = trainer.train(train_config, train_examples, select_examples,
-                           meta={"recipe": config["name"], "source": "trained from scratch", "corpora": sizes})
+                           meta={"recipe": config["name"], "source": "trained from scratch", "corpora": sizes,
+                                 "fine_tune_learning_rate": hp["fine_tune_learning_rate"]})
     seconds = time.monotonic() - started
 
     model = workdir / "model_best"

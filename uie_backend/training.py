@@ -25,7 +25,8 @@ from .predictor import ModelSource, ModelUnavailable, Predictor, resolve_source
 log = logging.getLogger(__name__)
 
 DEV_FRACTION = 0.2
-SPLIT_SEED = 1000  # fixed: the same task lands in the same split in every run, so dev F1s compare
+SPLIT_SEED = 1000
+DEFAULT_LEARNING_RATE = 1e-5  # PaddleNLP's recipe for uie-base  # fixed: the same task lands in the same split in every run, so dev F1s compare
 
 
 @dataclass
@@ -66,6 +67,16 @@ def starting_model(settings: Settings) -> Path:
                            f"(serve it once, online, to have PaddleNLP fetch it)")
 
 
+def learning_rate(settings: Settings, init_from: Path) -> float:
+    """``UIE_TRAIN_LR``, else the starting model's recommendation, else PaddleNLP's 1e-5 for uie-base.
+
+    A small model trained from scratch (the embedded one) needs a larger step than pretrained uie-base
+    to move at all within a Start Training run.
+    """
+    recommended = checkpoint.read_meta(init_from).get("fine_tune_learning_rate")
+    return settings.train_learning_rate or float(recommended or DEFAULT_LEARNING_RATE)
+
+
 def split_train_dev(records: list[dict]) -> tuple[list[dict], list[dict]]:
     """Train and dev records, by task id: a task stays in its split as the project grows."""
     train_records, dev_records = split_records(records, (1 - DEV_FRACTION, DEV_FRACTION), seed=SPLIT_SEED)
@@ -99,7 +110,7 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
 
     init_from = starting_model(settings)
     config = trainer.TrainConfig(
-        init_from=init_from, save_dir=run_dir, learning_rate=settings.train_learning_rate,
+        init_from=init_from, save_dir=run_dir, learning_rate=learning_rate(settings, init_from),
         batch_size=settings.train_batch_size, max_seq_len=settings.train_max_seq_len,
         num_epochs=settings.train_epochs, device=settings.device)
     result = trainer.train(config, train_examples, dev_examples, on_progress,
