@@ -21,6 +21,8 @@ from .inference import StaticForward
 
 log = logging.getLogger(__name__)
 
+CHUNK_BATCHES = 8  # batches per lock hold in Predictor.extract
+
 
 class ModelUnavailable(RuntimeError):
     """No model can be loaded; the message tells the user what to do."""
@@ -104,8 +106,14 @@ class Predictor:
         for index, text in enumerate(texts):
             if text.strip():  # nothing to find in empty text (and Taskflow rejects it)
                 pieces += [(index, w) for w in windows.cut(text, width, self.settings.window_overlap)]
-        with self._lock:
-            found = self._engine.extract([texts[i][w.start:w.end] for i, w in pieces], labels, self.threshold)
+        # The lock is taken per slice of CHUNK_BATCHES batches, not for the whole request: a task opened by an
+        # annotator then waits for one slice of a big "Retrieve Predictions", not for all of it.
+        per_chunk = max(1, self.settings.batch_size * CHUNK_BATCHES // len(labels))
+        found: list[list[Entity]] = []
+        for begin in range(0, len(pieces), per_chunk):
+            chunk = pieces[begin:begin + per_chunk]
+            with self._lock:
+                found += self._engine.extract([texts[i][w.start:w.end] for i, w in chunk], labels, self.threshold)
         by_text: dict[int, list] = {}
         for (index, window), entities in zip(pieces, found):
             by_text.setdefault(index, []).append((window, entities))
