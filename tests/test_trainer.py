@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from uie_backend import paddle_env
 from uie_backend.checkpoint import VOCAB_DIR
@@ -83,3 +86,24 @@ def test_an_interrupted_run_resumes_from_its_last_state(tmp_path, random_checkpo
     result = trainer.train(config, examples, examples, on_progress=lambda p: resumed.append((p.step, p.epoch)))
     assert resumed[0][0] in (70, 71) and result.steps == 120  # continued where it stopped, not from 0
     assert resumed[-1][1] == -(-120 // -(-len(examples) // 8))  # epochs counted across the interruption
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("张三北京的。，Mate60 abcÄé\r\n😀𠀀🀄\u3000")), max_size=80),
+       st.sampled_from(["人名", "地名", "产品", "天气"]), st.integers(8, 64))
+def test_encoding_matches_the_tokenizers_own_pair_encoding(content, prompt, max_seq_len):
+    """encode() assembles [CLS] prompt [SEP] content [SEP] itself (to tokenise a text once for all its
+    prompts); it must give exactly what the tokenizer gives for the pair."""
+    tok = _shared_tokenizer()
+    reference = tok(text=prompt, text_pair=content, max_length=max_seq_len, truncation=True)
+    encoded = encode({"content": content, "prompt": prompt, "result_list": []}, tok, max_seq_len)
+    assert encoded.input_ids == reference["input_ids"]
+    assert encoded.token_type_ids == reference["token_type_ids"]
+
+
+@lru_cache(maxsize=1)
+def _shared_tokenizer():
+    paddle_env.load()
+    from paddlenlp.transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(VOCAB_DIR))

@@ -140,9 +140,11 @@ class PointerEngine:
         self.settings = settings
 
     def extract(self, texts: Sequence[str], labels: Sequence[str], threshold) -> list[list[Entity]]:
-        items = [trainer.encode({"content": text, "prompt": label, "result_list": []}, self.tokenizer,
-                                self.settings.max_seq_len)
-                 for text in texts for label in labels]
+        items = []
+        for text in texts:
+            tokens = trainer.tokenize(self.tokenizer, text)  # once per text, not once per label
+            items += [trainer.encode({"content": text, "prompt": label, "result_list": []}, self.tokenizer,
+                                     self.settings.max_seq_len, tokens) for label in labels]
         spans = trainer.predict_encoded(self.forward, items, self.settings.batch_size,
                                         lambda item: threshold(item.prompt))
         found: list[list[Entity]] = [[] for _ in texts]

@@ -84,22 +84,28 @@ class Encoded:
     gold: set[tuple[str, int, int]]     # (prompt, start, end) char spans, for evaluation
 
 
-def encode(example: dict, tokenizer, max_seq_len: int) -> Encoded:
-    """Tokenise ``[CLS] prompt [SEP] content [SEP]`` and put the answer spans on the start/end pointers.
+def tokenize(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of ``text`` and each token's character offsets (``[UNK]`` ones corrected, offsets.py)."""
+    enc = tokenizer(text=text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    return ids, fix_unknown(tokenizer.convert_ids_to_tokens(ids), enc["offset_mapping"], text)
+
+
+def encode(example: dict, tokenizer, max_seq_len: int,
+           content_tokens: tuple[list[int], list[tuple[int, int]]] | None = None) -> Encoded:
+    """``[CLS] prompt [SEP] content [SEP]``, with the answer spans put on the start/end pointers.
 
     Content tokens get offsets into the content; a span whose characters were truncated away or that
     covers no token (whitespace only) has no pointer, but stays in ``gold`` so evaluation still counts it.
+    ``content_tokens`` (from :func:`tokenize`) saves tokenising a text again for each of its prompts.
     """
-    enc = tokenizer(text=example["prompt"], text_pair=example["content"], max_length=max_seq_len,
-                    truncation=True, return_offsets_mapping=True)
-    ids, types = enc["input_ids"], enc["token_type_ids"]
-    content = [i for i, t in enumerate(types) if t == 1][:-1]  # the content's tokens, without the final [SEP]
-    offsets = [(0, 0)] * len(ids)
-    if content:
-        tokens = tokenizer.convert_ids_to_tokens([ids[i] for i in content])
-        placed = fix_unknown(tokens, [enc["offset_mapping"][i] for i in content], example["content"])
-        for i, offset in zip(content, placed):
-            offsets[i] = offset
+    prompt_ids, _ = tokenize(tokenizer, example["prompt"])
+    content_ids, content_offsets = content_tokens or tokenize(tokenizer, example["content"])
+    room = max(0, max_seq_len - len(prompt_ids) - 3)
+    content_ids, content_offsets = content_ids[:room], content_offsets[:room]
+    ids = [tokenizer.cls_token_id, *prompt_ids, tokenizer.sep_token_id, *content_ids, tokenizer.sep_token_id]
+    types = [0] * (len(prompt_ids) + 2) + [1] * (len(content_ids) + 1)
+    offsets = [(0, 0)] * (len(prompt_ids) + 2) + [tuple(o) for o in content_offsets] + [(0, 0)]
     starts, ends = [0.0] * len(ids), [0.0] * len(ids)
     gold = set()
     for span in example["result_list"]:
