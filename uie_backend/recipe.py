@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 
 from . import checkpoint, synthetic, trainer
@@ -72,11 +71,10 @@ def run(config_path: Path, corpora: Path, out_dir: Path, workdir: Path) -> dict:
         max_seq_len=hp["max_seq_len"], num_epochs=hp["num_epochs"], eval_every=hp["eval_every"],
         warmup_proportion=hp["warmup_proportion"], seed=hp["seed"], positive_weight=hp["positive_weight"],
         state_every_s=hp["state_every_s"], resume=True, device="auto")
-    started = time.monotonic()
     result = trainer.train(train_config, train_examples, select_examples,
                            meta={"recipe": config["name"], "source": "trained from scratch", "corpora": sizes,
                                  "fine_tune_learning_rate": hp["fine_tune_learning_rate"]})
-    seconds = time.monotonic() - started
+    seconds = result.seconds  # training time across resumptions, not just this invocation
 
     model = workdir / "model_best"
     scores = {}
