@@ -107,3 +107,18 @@ def _shared_tokenizer():
     from paddlenlp.transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(VOCAB_DIR))
+
+
+def test_the_static_export_is_redone_when_the_weights_change(tmp_path, random_checkpoint):
+    import os
+    import shutil
+
+    from uie_backend.inference import export_static
+
+    model = tmp_path / "model"
+    shutil.copytree(random_checkpoint, model)
+    exported = export_static(model).with_suffix(".pdiparams")
+    first = exported.stat().st_mtime
+    weights = model / "model_state.pdparams"
+    os.utime(weights, (first + 10, first + 10))  # new weights (a checkpoint replaced in place, a git pull)
+    assert export_static(model).with_suffix(".pdiparams").stat().st_mtime > first

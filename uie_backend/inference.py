@@ -25,7 +25,10 @@ STATIC_PREFIX = Path("static") / "inference"  # where Taskflow exports it too, s
 def export_static(model_dir: Path) -> Path:
     """Write the static graph of a checkpoint next to it (once; Taskflow's export is reused when present)."""
     prefix = Path(model_dir) / STATIC_PREFIX
-    if not prefix.with_suffix(".pdmodel").exists() or not prefix.with_suffix(".pdiparams").exists():
+    weights, exported = Path(model_dir) / "model_state.pdparams", prefix.with_suffix(".pdiparams")
+    # re-export when the weights are newer than the export (a checkpoint replaced in place, a git pull)
+    stale = not exported.exists() or exported.stat().st_mtime < weights.stat().st_mtime
+    if stale or not prefix.with_suffix(".pdmodel").exists():
         paddle = paddle_env.load().paddle
         from . import checkpoint
 
