@@ -5,6 +5,7 @@ test_training_jobs.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -24,7 +25,7 @@ import pytest
 import corpus
 from my_ml_backend import UIEBackend
 from test_security import FakeLabelStudio
-from uie_backend import checkpoint, jobs, paddle_env, registry
+from uie_backend import checkpoint, jobs, paddle_env, predictor, registry
 from uie_backend.server import create_app
 from uie_backend.training import TrainingRequest
 
@@ -198,39 +199,48 @@ def test_annotations_pulled_for_a_run_that_then_fails_are_kept(backend_env, rand
 # --- (c) a corrupt checkpoint -------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def another_process():
+    """Requests made inside run as in a second server process: one that has not loaded any model yet. The
+    loaded model is per process (module state in ``predictor``), so that state is set aside meanwhile."""
+    saved = predictor._current, predictor._failed
+    predictor._current, predictor._failed = None, None
+    try:
+        yield
+    finally:
+        predictor._current, predictor._failed = saved
+
+
 def test_a_corrupt_active_checkpoint_never_gives_a_500_and_activating_a_good_version_recovers(
-        backend_env, random_checkpoint, tmp_path, monkeypatch):
+        backend_env, random_checkpoint, tmp_path):
     good = copy_as_version(random_checkpoint, tmp_path / "good", "good-version")
     bad, good_id = registered(backend_env, random_checkpoint, good)
     client = create_app(UIEBackend).test_client()
     assert predict(client)["model_version"] == bad
     weights = registry.versions_dir(backend_env.checkpoint_dir) / bad / "model_state.pdparams"
-
-    def restarted_client():
-        # another process starting now: a setting differs, so this process's loaded model is not reused
-        monkeypatch.setenv("UIE_BATCH_SIZE", str(int(os.environ.get("UIE_BATCH_SIZE", "16")) + 1))
-        return create_app(UIEBackend).test_client()
+    one_text = {"tasks": [{"data": {"text": TEXTS[0]}}], "label_config": corpus.LABEL_CONFIG}
 
     with open(weights, "r+b") as f:  # truncated while the server runs
         f.truncate(100)
+    later = time.time() + 5  # (file times may be coarse): the weights are newer than the static export
+    os.utime(weights, (later, later))
     assert predict(client)["model_version"] == bad  # the loaded model goes on serving
-    answer = restarted_client().post("/predict", json={"tasks": [{"data": {"text": TEXTS[0]}}],
-                                                       "label_config": corpus.LABEL_CONFIG})
-    # served from the static-graph export made at its first load, or a clear 503; never a 500
-    assert (answer.status_code, answer.json.get("model_version")) == (200, bad) or (
-        answer.status_code == 503 and "could not load" in answer.json["detail"]), answer.json
+    with another_process():
+        answer = create_app(UIEBackend).test_client().post("/predict", json=one_text)
+    # the stale static export is not used: the new weights are read, fail, and the answer is a clear 503
+    assert answer.status_code == 503 and "could not load" in answer.json["detail"], answer.json
 
     weights.unlink()  # deleted while the server runs
     assert predict(client)["model_version"] == bad
-    fresh = restarted_client()
-    answer = fresh.post("/predict", json={"tasks": [{"data": {"text": TEXTS[0]}}], "label_config": corpus.LABEL_CONFIG})
-    assert answer.status_code == 503 and "model_state.pdparams" in answer.json["detail"], answer.json
-    assert fresh.get("/health").status_code == 200 and fresh.get("/versions").status_code == 200
-
-    assert fresh.post(f"/versions/{good_id}/activate").status_code == 200
-    assert predict(fresh)["model_version"] == good_id
+    with another_process():
+        fresh = create_app(UIEBackend).test_client()
+        answer = fresh.post("/predict", json=one_text)
+        assert answer.status_code == 503 and "model_state.pdparams" in answer.json["detail"], answer.json
+        assert fresh.get("/health").status_code == 200 and fresh.get("/versions").status_code == 200
+        assert fresh.post(f"/versions/{good_id}/activate").status_code == 200
+        assert predict(fresh)["model_version"] == good_id
+        assert fresh.post(f"/versions/{bad}/activate").status_code == 404  # an incomplete version is not activated
     assert predict(client)["model_version"] == good_id  # the long-running process follows too
-    assert fresh.post(f"/versions/{bad}/activate").status_code == 404  # an incomplete version is not activated
 
 
 # --- (d) killed while activating ----------------------------------------------------------------------------
