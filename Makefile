@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PORT ?= 9090
 
-.PHONY: serve test test-fast install
+.PHONY: serve worker test test-fast install
 
 $(STAMP): requirements.lock requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ install: $(STAMP)
 
 serve: $(STAMP)
 	PORT=$(PORT) $(VENV)/bin/gunicorn --config gunicorn.conf.py _wsgi:app
+
+# A training worker for replicas that share a Redis queue (REDIS_URL; README "Several replicas").
+worker: $(STAMP)
+	@test -n "$(REDIS_URL)" || { echo "set REDIS_URL, e.g. REDIS_URL=redis://localhost:6379/0 make worker" >&2; exit 2; }
+	$(VENV)/bin/rq worker --url "$(REDIS_URL)" uie-training
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, ValueError, OSError) as exc:
         print(f"finetune.py: error: {exc}", file=sys.stderr)
         return 2
+    if os.environ.get("PADDLE_TRAINER_ID", "0") != "0":  # one of several processes: the first one reports
+        return 0
     if result.initial_report and result.best_report:
         print(f"dev F1: starting model {result.initial_report.overall.f1:.4f}, "
               f"new model {result.best_report.overall.f1:.4f}")

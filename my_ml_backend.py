@@ -52,9 +52,10 @@ class UIEBackend(LabelStudioMLBase):
             log.warning("task %s: %s %s", error.task, error.field, error.message)
         return results
 
-    def predict_with_errors(self, tasks: list[dict], context: Any = None):
-        """Predictions plus the per-task problems (missing or non-string text) that produced empty ones."""
-        return regions.predict_tasks(tasks, self.controls, predictor.current(self.settings), context)
+    def predict_with_errors(self, tasks: list[dict], context: Any = None, deadline: float | None = None):
+        """Predictions plus the per-task problems (missing or non-string text) that produced empty ones;
+        past ``deadline`` (``time.monotonic()``) it raises ``predictor.PredictionTimeout``."""
+        return regions.predict_tasks(tasks, self.controls, predictor.current(self.settings), context, deadline)
 
     def fit(self, tasks, workdir: str | None = None, **kwargs: Any) -> dict:
         """Fine-tune on ``tasks`` (annotated Label Studio tasks) or, when none are given, on the project's

@@ -233,3 +233,19 @@ def test_a_malformed_threshold_setting_fails_at_start_up_with_its_name(backend_e
     monkeypatch.setenv("UIE_LABEL_THRESHOLDS", "人名:0.5")
     with pytest.raises(ValueError, match="UIE_LABEL_THRESHOLDS"):
         create_app(UIEBackend)
+
+
+def test_a_prediction_past_the_time_limit_stops_with_a_503_that_names_the_setting(backend_env, trained_checkpoint,
+                                                                                  monkeypatch):
+    install_model(trained_checkpoint, backend_env)
+    monkeypatch.setenv("UIE_PREDICT_TIMEOUT", "0.001")  # over after the first slice of any batch
+    client = create_app(UIEBackend).test_client()
+    many = [{"id": i, "data": {"text": f"李四第{i}次在腾讯工作。"}} for i in range(400)]
+    answer = predict(client, many)
+    assert answer.status_code == 503 and answer.json["error"] == "prediction time limit", answer.json
+    assert "UIE_PREDICT_TIMEOUT=0.001" in answer.json["detail"] and "fewer tasks" in answer.json["detail"]
+    one = predict(client, many[:1])  # a single slice always runs: one task is never refused
+    assert one.status_code == 200 and len(one.json["results"]) == 1
+
+    monkeypatch.setenv("UIE_PREDICT_TIMEOUT", "0")  # no limit
+    assert len(predict(create_app(UIEBackend).test_client(), many).json["results"]) == len(many)

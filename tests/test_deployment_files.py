@@ -154,3 +154,40 @@ def test_every_default_in_compose_is_a_valid_value_for_the_backend(compose):
     Settings.from_env({k: v for k, v in env.items() if k in SETTINGS_VARS})
     assert env["LOG_LEVEL"].isupper()  # _wsgi.py gives it to logging.basicConfig, which knows only upper case
     int(env["THREADS"]), int(env["TIMEOUT"])
+
+
+# --- docker-compose.redis.yml: the queue, a worker, several server processes -------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_redis() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.redis.yml").read_text(encoding="utf-8"))
+
+
+def test_the_redis_override_adds_a_pinned_redis_and_a_worker_on_the_backends_queue(with_redis, compose):
+    from uie_backend import redis_jobs
+
+    services = with_redis["services"]
+    assert set(services) == {"redis", "backend", "worker"}
+    assert re.fullmatch(r"redis:\d+\.\d+[\w.-]*", services["redis"]["image"])  # pinned, never `latest`
+    assert "ports" not in services["redis"]  # private to the compose network
+    url = environment(services["backend"])["REDIS_URL"]
+    assert urlsplit(url).hostname == "redis" and environment(services["worker"])["REDIS_URL"] == url
+    command = services["worker"]["command"]
+    assert command[:2] == ["rq", "worker"] and command[command.index("--url") + 1] == url
+    assert command[-1] == redis_jobs.QUEUE
+    makefile = (REPO / "Makefile").read_text()
+    assert f"rq worker --url \"$(REDIS_URL)\" {redis_jobs.QUEUE}" in makefile  # `make worker`, the same queue
+    assert services["worker"]["image"] == compose["services"]["backend"]["image"]
+
+
+def test_the_worker_trains_into_the_folders_the_backend_serves_from(with_redis, compose):
+    worker, backend = with_redis["services"]["worker"], compose["services"]["backend"]
+    assert sorted(worker["volumes"]) == sorted(backend["volumes"])
+    worker_env, backend_env = environment(worker), environment(backend)
+    for name in ("UIE_CHECKPOINT_DIR", "UIE_DATA_DIR"):
+        assert worker_env[name] == backend_env[name]
+    assert set(worker_env) <= SETTINGS_VARS, set(worker_env) - SETTINGS_VARS
+    assert int(VARIABLE.sub(lambda m: m.group(0).split(":-")[1].rstrip("}"),
+                            environment(with_redis["services"]["backend"])["WORKERS"])) > 1
+    assert set(with_redis.get("volumes") or {}) >= {v.split(":", 1)[0] for v in with_redis["services"]["redis"]["volumes"]}

@@ -56,6 +56,15 @@ class Settings:
     train_batch_size: int = _setting("UIE_TRAIN_BATCH_SIZE", 16, "Examples per fine-tuning step.")
     train_max_seq_len: int = _setting("UIE_TRAIN_MAX_SEQ_LEN", 256, "Tokens per training example.")
     max_body_mb: int = _setting("UIE_MAX_BODY_MB", 64, "Largest request body accepted, in MB (413 beyond).")
+    predict_timeout_s: float = _setting(
+        "UIE_PREDICT_TIMEOUT", 90.0, "Seconds a `/predict` may compute before it stops with a 503 (Label Studio "
+        "gives up after 100 s); checked between slices of 8 batches (0: no limit).")
+    redis_url: str = _setting(
+        "REDIS_URL", "", "Run training jobs on this Redis (RQ queue `uie-training`, workers: `make worker`), for "
+        "several replicas sharing `UIE_CHECKPOINT_DIR` and `UIE_DATA_DIR`. Empty: jobs run beside the server.")
+    train_timeout_s: int = _setting(
+        "UIE_TRAIN_TIMEOUT", 24 * 3600, "Seconds a queued training job may run before its worker stops it "
+        "(with `REDIS_URL`).")
     auto_train_every: int = _setting(
         "UIE_AUTO_TRAIN_EVERY", 0, "Train after every N new annotations of a project (0: only on Start Training).")
     auto_train_delay: float = _setting(

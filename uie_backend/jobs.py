@@ -118,13 +118,27 @@ class JobRunner:
 
 
 def run_job(request, settings: Settings, job_dir: Path) -> None:
-    """The body of the training process: run, and leave ``result.json`` and ``train.log`` behind."""
+    """The body of the spawned training process; its exit code says whether the run succeeded."""
+    try:
+        execute(request, settings, job_dir)
+    except Exception:  # already logged to train.log and written to result.json
+        raise SystemExit(1) from None
+
+
+def execute(request, settings: Settings, job_dir: Path) -> dict:
+    """Run one training job, leaving ``result.json``, ``progress.json`` and ``train.log`` in ``job_dir``.
+
+    Shared by both ways jobs run (here, and on a Redis queue's worker: redis_jobs.py). The exception of a
+    failed run is re-raised after it is logged and recorded, so the caller sees the failure too.
+    """
     from . import training  # imported here: the server process never loads the training stack for this
 
+    job_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(job_dir / "train.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s job={job_dir.name} %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
     last_write = 0.0
 
     def on_progress(progress) -> None:
@@ -136,7 +150,11 @@ def run_job(request, settings: Settings, job_dir: Path) -> None:
     try:
         summary = training.run(request, settings, job_dir, on_progress)
         write_json(job_dir / "result.json", {"state": "succeeded", "summary": summary})
+        return summary
     except Exception as exc:  # the job's whole purpose is to report this, not to crash silently
         logging.getLogger(__name__).exception("training job failed")
         write_json(job_dir / "result.json", {"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
-        raise SystemExit(1)
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()

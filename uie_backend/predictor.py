@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +27,10 @@ CHUNK_BATCHES = 8  # batches per lock hold in Predictor.extract
 
 class ModelUnavailable(RuntimeError):
     """No model can be loaded; the message tells the user what to do."""
+
+
+class PredictionTimeout(RuntimeError):
+    """A prediction ran past its deadline (``UIE_PREDICT_TIMEOUT``); the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,13 @@ class Predictor:
     def threshold(self, label: str) -> float:
         return self._thresholds.get(label, self.settings.position_prob)
 
-    def extract(self, texts: Sequence[str], labels: Sequence[str]) -> list[list[Entity]]:
-        """Entities of every label in every text, best first when capped, offsets exact in every case."""
+    def extract(self, texts: Sequence[str], labels: Sequence[str],
+                deadline: float | None = None) -> list[list[Entity]]:
+        """Entities of every label in every text, best first when capped, offsets exact in every case.
+
+        ``deadline`` (a ``time.monotonic()`` value) is checked before each slice: past it, the work stops
+        with :class:`PredictionTimeout` rather than answering after the client stopped waiting.
+        """
         results: list[list[Entity]] = [[] for _ in texts]
         if not labels:
             return results
@@ -112,6 +122,10 @@ class Predictor:
         found: list[list[Entity]] = []
         for begin in range(0, len(pieces), per_chunk):
             chunk = pieces[begin:begin + per_chunk]
+            if begin and deadline is not None and time.monotonic() > deadline:  # one slice always runs
+                raise PredictionTimeout(
+                    f"prediction stopped after {begin} of {len(pieces)} text windows: past UIE_PREDICT_TIMEOUT="
+                    f"{self.settings.predict_timeout_s:g} s; send fewer tasks per request or raise the limit")
             with self._lock:
                 found += self._engine.extract([texts[i][w.start:w.end] for i, w in chunk], labels, self.threshold)
         by_text: dict[int, list] = {}

@@ -17,7 +17,8 @@ from .labelconfig import SpanControl
 class EntityExtractor(Protocol):
     version: str
 
-    def extract(self, texts: Sequence[str], labels: Sequence[str]) -> list[list[Any]]: ...
+    def extract(self, texts: Sequence[str], labels: Sequence[str],
+                deadline: float | None = None) -> list[list[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def task_score(regions: Sequence[dict]) -> float:
 
 
 def predict_tasks(tasks: Sequence[Any], controls: Sequence[SpanControl], model: EntityExtractor,
-                  context: Any = None) -> tuple[list[dict], list[TaskError]]:
+                  context: Any = None, deadline: float | None = None) -> tuple[list[dict], list[TaskError]]:
     """One prediction per task, in order, with one model call per control for the whole batch."""
     regions: list[list[dict]] = [[] for _ in tasks]
     errors: list[TaskError] = []
@@ -119,7 +120,7 @@ def predict_tasks(tasks: Sequence[Any], controls: Sequence[SpanControl], model: 
                 positions.append(position)
             except _TaskFailure as failure:
                 errors.append(failure.error)
-        found = model.extract(texts, control.labels)
+        found = model.extract(texts, control.labels, deadline)
         for position, entities in zip(positions, found):
             known = existing_spans(tasks[position], context)
             regions[position] += [region(control, e) for e in entities

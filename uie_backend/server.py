@@ -19,12 +19,13 @@ from flask import Flask, Response, jsonify, request
 from label_studio_tools.core.utils.exceptions import LabelStudioXMLSyntaxErrorSentryIgnored
 from werkzeug.exceptions import HTTPException
 
-from . import checkpoint, predictor, registry
+from . import checkpoint, predictor, redis_jobs, registry
 from .autotrain import COUNTED_ACTIONS, AutoTrainer
 from .config import Settings
 from .data import DataError
 from .jobs import JobRunner
 from .labelconfig import LabelConfigError, parse_label_config
+from .redis_jobs import QueueUnavailable, RedisJobRunner
 from .training import TrainingRequest
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     app.json.ensure_ascii = False  # Chinese labels stay readable in answers and logs
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_mb * 1024 * 1024  # larger bodies: 413
     _announce_model(settings)
-    jobs = JobRunner(settings)
+    jobs = _job_runner(settings)
     projects: dict[int, dict] = {}  # project id -> what /setup told us (URL and token for pulling annotations)
     auto = AutoTrainer(settings.auto_train_every, settings.auto_train_delay,
                        lambda project_id, config: _submit_training(jobs, projects, settings, config, project_id))
@@ -87,8 +88,13 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     @app.get("/")
     @app.get("/health")
     def health():
+        try:
+            training = jobs.status()["is_training"]
+        except QueueUnavailable as exc:  # /health answers while Redis is down: serving does not need it
+            log.warning("%s", exc)
+            training = None
         return jsonify(status="UP", model_version=_active_version(settings), model_loaded=predictor.loaded_version(),
-                       training=jobs.status()["is_training"])
+                       training=training)
 
     @app.post("/setup")
     def setup():
@@ -112,7 +118,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
             return jsonify(results=[], model_version=_active_version(settings))
         model = model_for(data.get("label_config"))
         _check_label_lengths(model, settings)
-        results, errors = model.predict_with_errors(tasks, context=params.get("context"))
+        deadline = time.monotonic() + settings.predict_timeout_s if settings.predict_timeout_s > 0 else None
+        results, errors = model.predict_with_errors(tasks, context=params.get("context"), deadline=deadline)
         log.info("predicted %d tasks in %.3f s (%d with errors)", len(tasks), time.perf_counter() - started, len(errors))
         answer = {"results": results, "model_version": results[0]["model_version"]}
         if errors:
@@ -181,6 +188,16 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     def no_model(exc: Exception):
         return _error(503, "model unavailable", str(exc))
 
+    @app.errorhandler(QueueUnavailable)
+    def no_queue(exc: Exception):
+        log.error("%s", exc)
+        return _error(503, "training queue unavailable", str(exc))
+
+    @app.errorhandler(predictor.PredictionTimeout)
+    def too_slow(exc: Exception):
+        log.warning("%s", exc)
+        return _error(503, "prediction time limit", str(exc))
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         return _error(exc.code or 500, exc.name.lower(), exc.description)
@@ -191,6 +208,14 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         return _error(500, "internal error", f"{type(exc).__name__}: {exc}")
 
     return app
+
+
+def _job_runner(settings: Settings) -> JobRunner | RedisJobRunner:
+    """Jobs on Redis when several replicas share the work (``REDIS_URL``), else beside this server."""
+    if settings.redis_url:
+        log.info("training jobs go to the Redis queue %r", redis_jobs.QUEUE)
+        return RedisJobRunner(settings)
+    return JobRunner(settings)
 
 
 def _announce_model(settings: Settings) -> None:

@@ -261,12 +261,18 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
 
     The starting model is evaluated on the dev examples too (``initial_report``), so the caller can decide
     whether the new model is worth serving.
+
+    Started by ``paddle.distributed.launch`` (several GPUs, or CPU processes), every process trains on its
+    share of each step's batches (the effective batch is ``batch_size`` × processes) with gradients averaged
+    across them; only the first process evaluates, saves and reports, and the others follow its decisions.
     """
     env = paddle_env.load()
     paddle = env.paddle
     from paddlenlp.transformers import LinearDecayWithWarmup
 
     device = paddle_env.set_device(config.device)
+    world, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
+    lead = rank == 0
     random.seed(config.seed)
     np.random.seed(config.seed)
     paddle.seed(config.seed)
@@ -277,7 +283,7 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
     if not train_items:
         raise ValueError("no training examples")
 
-    steps_per_epoch = math.ceil(len(train_items) / config.batch_size)
+    steps_per_epoch = math.ceil(len(train_items) / (config.batch_size * world))
     total_steps = config.max_steps or steps_per_epoch * config.num_epochs
     eval_every = config.eval_every or steps_per_epoch
     schedule = LinearDecayWithWarmup(config.learning_rate, total_steps, config.warmup_proportion)
@@ -290,9 +296,14 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         weight = 1 + (config.positive_weight - 1) * target
         return paddle.nn.functional.binary_cross_entropy(prob, target, weight=weight)
 
-    log.info("fine-tuning %s on %s: %d train / %d dev examples, %d steps (%d per epoch), lr %g, batch %d",
+    log.info("fine-tuning %s on %s: %d train / %d dev examples, %d steps (%d per epoch), lr %g, batch %d%s",
              config.init_from, device, len(train_items), len(dev_items), total_steps, steps_per_epoch,
-             config.learning_rate, config.batch_size)
+             config.learning_rate, config.batch_size, f" in each of {world} processes" if world > 1 else "")
+    forward = model
+    if world > 1:
+        paddle.distributed.init_parallel_env()
+        forward = paddle.DataParallel(model)
+    dev_items = dev_items if lead else []  # the others neither evaluate nor save
     initial = evaluate(model, dev_items, threshold=config.threshold) if dev_items else None
     progress = Progress(total_steps=total_steps)
     if initial:
@@ -310,9 +321,11 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         # each epoch's order depends only on (seed, epoch): a resumed run sees the batches it would have
         order = random.Random(config.seed * 100_003 + progress.epoch)
         batches = list(_batches(train_items, config.batch_size, order))
+        # this process's share; every process takes steps_per_epoch batches (wrapping round), so none waits
+        batches = [batches[(i * world + rank) % len(batches)] for i in range(steps_per_epoch)]
         for batch in batches[progress.step % steps_per_epoch:]:
             inputs, (start_ids, end_ids) = _to_tensors(batch, with_labels=True)
-            start_prob, end_prob = model(**inputs)
+            start_prob, end_prob = forward(**inputs)
             loss = (pointer_loss(start_prob, start_ids) + pointer_loss(end_prob, end_ids)) / 2
             loss.backward()
             optimizer.step()
@@ -343,16 +356,24 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
                 last_log = time.monotonic()
                 log.info("step %d/%d epoch %d loss %.5f elapsed %.0fs eta %.0fs", progress.step, total_steps,
                          progress.epoch, progress.loss, progress.elapsed_s, progress.eta_s)
-            if config.state_every_s and time.monotonic() - last_state > config.state_every_s:
+            if lead and config.state_every_s and time.monotonic() - last_state > config.state_every_s:
                 last_state = time.monotonic()
                 _save_state(state_dir, model, optimizer, progress, best_report)
-            if config.early_stopping_patience and stale_evals >= config.early_stopping_patience:
+            stop = bool(config.early_stopping_patience) and stale_evals >= config.early_stopping_patience
+            if world > 1 and evaluate_now:  # the first process decides for all of them
+                decision = paddle.to_tensor([int(stop)])
+                paddle.distributed.broadcast(decision, src=0)
+                stop = bool(decision.item())
+            if stop:
                 log.info("early stopping: no dev improvement in %d evaluations", stale_evals)
                 total_steps = progress.step
             if progress.step >= total_steps:
                 break
 
-    if not dev_items:  # nothing to select by: keep the final weights
+    if world > 1:
+        log.info("process %d of %d: %d steps, weights checksum %.6f", rank + 1, world, progress.step,
+                 sum(float((p * p).sum()) for p in model.parameters()))
+    if not dev_items and lead:  # nothing to select by: keep the final weights
         version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
             **(meta or {}), "init_from": str(config.init_from), "train_config": _jsonable(config),
             "step": progress.step})

@@ -62,26 +62,31 @@ def uie_backend(tmp_path_factory: pytest.TempPathFactory, random_checkpoint: Pat
 
 # ---- headless Chromium, for screenshots of Label Studio's pages ----------------------------------
 
-INSTALL_CHROMIUM = REPO_ROOT / "scripts" / "install_chromium.sh"
+INSTALL_PACKAGES = REPO_ROOT / "scripts" / "install_debian_packages.sh"
+
+
+def debian_binary(binary: str, *packages: str) -> str:
+    """The path of `binary`, installing Debian's `packages` first when missing (scripts/install_debian_packages.sh).
+
+    Fails rather than skips when it cannot be had: the tests that need it deliver part of an issue.
+    """
+    try:
+        done = subprocess.run([str(INSTALL_PACKAGES), *packages], capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{INSTALL_PACKAGES} {' '.join(packages)} did not finish in 15 minutes")
+    if done.returncode != 0:
+        pytest.fail(f"{INSTALL_PACKAGES} failed with exit code {done.returncode}; this test needs Debian's "
+                    f"{', '.join(packages)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    path = shutil.which(binary)
+    if path is None:
+        pytest.fail(f"{' '.join(packages)} installed, but there is no `{binary}` on PATH")
+    return path
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """The `chromium` binary (with a CJK font), installed by scripts/install_chromium.sh when missing.
-
-    Fails rather than skips when it cannot be had: the screenshot is one of the things the e2e test delivers.
-    """
-    try:
-        done = subprocess.run([str(INSTALL_CHROMIUM)], capture_output=True, text=True, timeout=900)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{INSTALL_CHROMIUM} did not finish in 15 minutes")
-    if done.returncode != 0:
-        pytest.fail(f"{INSTALL_CHROMIUM} failed with exit code {done.returncode}; the e2e screenshot needs "
-                    f"Debian's chromium and fonts-wqy-zenhei:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail(f"{INSTALL_CHROMIUM} succeeded but there is no `chromium` on PATH")
-    return binary
+    """The `chromium` binary, with a CJK font for the Chinese labels in screenshots."""
+    return debian_binary("chromium", "chromium", "fonts-wqy-zenhei")
 
 
 @pytest.fixture(scope="session")

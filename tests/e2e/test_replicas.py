@@ -1,0 +1,178 @@
+"""Past one machine: two backend replicas, a real Redis, and RQ workers (`make worker`), sharing storage.
+
+The replicas share UIE_CHECKPOINT_DIR and UIE_DATA_DIR (in production: a shared volume) and the Redis
+queue. Proven here: training requests arriving at both replicas at once never train one project twice at
+the same time, both replicas serve the same model version after every training and every activation, and
+both report the same jobs. Two workers run, not one, so that the per-project lock is what keeps two
+runs apart, not the accident of a single worker doing one job at a time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+import corpus
+from conftest import TINY_TRAINING
+from uie_backend import redis_jobs
+
+from .backend_process import BackendProcess
+from .conftest import debian_binary
+from .labelstudio import REPO_ROOT, free_port, read_log, stop_process_group, tail
+
+pytestmark = pytest.mark.e2e
+
+RQ = Path(sys.executable).parent / "rq"
+PROJECT = 5
+# a few epochs: the model's quality is not the point here, the coordination is; every version is served
+# (long enough, ~10 s, for a second request to arrive while the first job trains)
+TRAINING = {**TINY_TRAINING, "UIE_TRAIN_EPOCHS": "30", "UIE_ACTIVATION_POLICY": "always"}
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (Debian's) on a free loopback port, with nothing persisted."""
+    binary = debian_binary("redis-server", "redis-server")
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    log_path = folder / "redis.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no", "--dir", str(folder)],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_process_group(process, 5)
+                pytest.fail(f"redis-server did not start:\n{tail(read_log(log_path))}")
+            time.sleep(0.1)
+    yield url
+    stop_process_group(process, 10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, redis_url, random_checkpoint) -> Iterator[tuple[list[BackendProcess], Path]]:
+    """Two gunicorn replicas and two `rq worker`s over one shared folder; yields the replicas and that folder."""
+    shared = tmp_path_factory.mktemp("shared")
+    folders = {"UIE_CHECKPOINT_DIR": str(shared / "checkpoint"), "UIE_DATA_DIR": str(shared / "data"),
+               "PPNLP_HOME": str(shared / "ppnlp"), "REDIS_URL": redis_url, **TRAINING}
+    shutil.copytree(random_checkpoint, shared / "checkpoint" / "model_best")
+    replicas: list[BackendProcess] = []
+    workers: list[subprocess.Popen] = []
+    try:
+        replicas.append(BackendProcess.start(tmp_path_factory.mktemp("replica-a"), env=folders))
+        replicas.append(BackendProcess.start(tmp_path_factory.mktemp("replica-b"), env=folders))
+        for name in ("worker-1", "worker-2"):
+            log_path = shared / f"{name}.log"
+            env = BackendProcess.environment(shared / name, 0, folders)
+            with log_path.open("ab") as log:
+                workers.append(subprocess.Popen(
+                    [str(RQ), "worker", "--url", redis_url, "--name", name, redis_jobs.QUEUE],
+                    cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        yield replicas, shared
+    finally:
+        for worker in workers:
+            stop_process_group(worker, 30)
+        for replica in replicas:
+            replica.stop()
+
+
+def train(replica: BackendProcess) -> dict:
+    tasks = corpus.annotated_tasks(16, seed=PROJECT)
+    return replica.api("POST", "/train", json={"annotations": tasks, "label_config": corpus.LABEL_CONFIG,
+                                               "project": PROJECT})
+
+
+def served_version(replica: BackendProcess) -> str:
+    answer = replica.api("POST", "/predict", json={"tasks": [{"data": {"text": "王五在深圳工作。"}}],
+                                                   "label_config": corpus.LABEL_CONFIG})
+    return answer["results"][0]["model_version"]
+
+
+def wait_for(replica: BackendProcess, condition, what: str, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = replica.training()
+        if condition(status):
+            return status
+        time.sleep(0.1)
+    pytest.fail(f"waited {timeout_s:.0f} s for {what}: {status}")
+
+
+def wait_until_idle(replica: BackendProcess, shared: Path, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = replica.training()
+        if not status["running"] and not status["queued"]:
+            return status
+        time.sleep(0.5)
+    logs = "\n".join(f"{p.name}:\n{tail(read_log(p))}" for p in sorted(shared.glob("worker-*.log")))
+    pytest.fail(f"training still running after {timeout_s:.0f} s: {status}\n{logs}")
+
+
+def test_replicas_never_train_a_project_twice_at_once_and_serve_the_same_version(cluster):
+    (a, b), shared = cluster
+    first = served_version(a)
+    assert served_version(b) == first  # one registry: the model placed under replica A is B's too
+
+    first_job = train(a)
+    assert first_job["state"] == "queued" and not first_job.get("follow_up_queued"), first_job
+    wait_for(a, lambda status: any(job["id"] == first_job["job"] and job["phase"] == "training"
+                                   for job in status["running"]), "the first job to start training")
+    # while it trains, "Start Training" at the other replica, then at the first again
+    second_job, third_job = train(b), train(a)
+    assert second_job["job"] != first_job["job"] and not second_job.get("follow_up_queued"), second_job
+    assert third_job["job"] == second_job["job"] and third_job["follow_up_queued"], third_job  # joins the waiting one
+
+    seen_waiting = False  # the second job, picked up by the idle worker, waits for the project's lock
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = a.training()
+        seen_waiting |= any(job["id"] == second_job["job"] and job["phase"].startswith("waiting")
+                            for job in status["running"])
+        assert sum(job["phase"] == "training" for job in status["running"]) <= 1, status  # never two at once
+        if not status["running"] and not status["queued"]:
+            break
+        time.sleep(0.2)
+    assert seen_waiting, "the second job never waited for the lock: the test did not exercise it"
+    status = wait_until_idle(a, shared)
+    assert b.training()["recent"] == status["recent"]  # both replicas report the same jobs
+    runs = [job for job in status["recent"] if job["project"] == str(PROJECT)]
+    assert [job["id"] for job in runs] == [second_job["job"], first_job["job"]]  # newest first
+    assert all(job["state"] == "succeeded" for job in runs), runs
+    spans = sorted((job["started_at"], job["finished_at"]) for job in runs)
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+
+    newest = runs[0]["summary"]["version"]
+    assert served_version(a) == served_version(b) == newest
+    assert a.api("GET", "/versions")["versions"] == b.api("GET", "/versions")["versions"]
+
+    b.api("POST", f"/versions/{first}/activate")  # a rollback at one replica...
+    assert served_version(a) == served_version(b) == first  # ...is served by both
+
+
+def test_with_redis_down_serving_goes_on_and_training_requests_get_a_clear_503(cluster, redis_url):
+    """(Last in this file: it shuts Redis down.)"""
+    (a, _), _ = cluster
+    redis.Redis.from_url(redis_url).shutdown(nosave=True)
+    health = a.health()
+    assert health["status"] == "UP" and health["training"] is None
+    assert served_version(a)
+    answer = requests.post(f"{a.url}/train", json={"annotations": corpus.annotated_tasks(2, seed=1),
+                                                   "label_config": corpus.LABEL_CONFIG}, timeout=30)
+    assert answer.status_code == 503 and answer.json()["error"] == "training queue unavailable", answer.text
+    assert "Redis" in answer.json()["detail"] and "127.0.0.1" not in answer.json()["detail"]
+    assert a.api("GET", "/versions")["versions"]  # the registry is on disk, not in Redis

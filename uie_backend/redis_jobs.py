@@ -1,0 +1,197 @@
+"""Training jobs on a Redis queue (RQ), for several backend replicas behind one Label Studio.
+
+With ``REDIS_URL`` set, "Start Training" on any replica puts a job on the ``uie-training`` queue, and
+workers (``rq worker --url $REDIS_URL uie-training``, on any machine) run it. Model versions live on storage
+the replicas share (``UIE_CHECKPOINT_DIR``, ``UIE_DATA_DIR``): every replica serves whatever ``model_best``
+points at, so they agree on the active model without talking to each other.
+
+A project never trains twice at once, whichever replica was asked and however many workers run:
+
+* a project has at most one *waiting* job; a request while one waits collapses into it, as with
+  :class:`jobs.JobRunner` (the waiting job pulls the annotations when it starts, so it misses none);
+* a worker holds the project's lock while it trains; a job of the same project picked up meanwhile by
+  another worker waits for it. The lock expires ``LOCK_TTL_S`` after its worker dies, so a killed
+  worker cannot block a project for ever.
+
+The worker's own environment decides how it trains (``UIE_DEVICE``, ``UIE_TRAIN_*``): the GPU machine
+trains, the replicas only serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, get_current_job
+from rq.job import Job, JobStatus
+
+from . import jobs
+from .config import Settings
+from .jsonio import read_json
+
+log = logging.getLogger(__name__)
+
+QUEUE = "uie-training"
+LOCK_TTL_S = 60                 # a dead worker's project lock frees itself after this
+WAITING_TTL_S = 7 * 24 * 3600   # a forgotten "waiting job" claim cannot outlive a week
+KEEP_RESULTS_S = 7 * 24 * 3600  # finished and failed jobs stay listed in /training this long
+WAITING_STATES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED)
+# Deletes the project's "waiting job" claim only if it is still this job's (a newer request may own it).
+_RELEASE_CLAIM = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class QueueUnavailable(RuntimeError):
+    """Redis cannot be reached; the message names the queue, never the URL (it may hold a password)."""
+
+
+def _waiting_key(project: str) -> str:
+    return f"uie:project:{project}:waiting-job"
+
+
+def _lock_key(project: str) -> str:
+    return f"uie:project:{project}:training"
+
+
+class RedisJobRunner:
+    """The same interface as :class:`jobs.JobRunner` (submit, status, wait_idle), backed by RQ."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        self.queue = Queue(QUEUE, connection=self.redis)
+
+    def submit(self, request) -> dict:
+        """Queue a job for the request's project, or join the one already waiting for that project."""
+        project = str(request.project_id)
+        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        with _unavailable_as_error():
+            key = _waiting_key(project)
+            while not self.redis.set(key, job_id, nx=True, ex=WAITING_TTL_S):
+                waiting = self.redis.get(key)
+                if waiting is not None and self._still_waiting(waiting.decode()):
+                    log.info("project %s: job %s is waiting; this request joins it", project, waiting.decode())
+                    return {"job": waiting.decode(), "state": "queued", "follow_up_queued": True}
+                self.redis.delete(key)  # its job is gone (finished, failed, or removed from the queue)
+            self.queue.enqueue(run_queued_job, request, job_id=job_id, meta={"project": project},
+                               job_timeout=self.settings.train_timeout_s, result_ttl=KEEP_RESULTS_S,
+                               failure_ttl=KEEP_RESULTS_S, description=f"train project {project}")
+        log.info("project %s: training job %s queued on %s", project, job_id, QUEUE)
+        return {"job": job_id, "state": "queued"}
+
+    def _still_waiting(self, job_id: str) -> bool:
+        job = self.queue.fetch_job(job_id)
+        return job is not None and job.get_status() in WAITING_STATES
+
+    def status(self) -> dict:
+        with _unavailable_as_error():
+            started = self.queue.started_job_registry.get_job_ids()
+            queued = self.queue.get_job_ids()
+            ended = (self.queue.finished_job_registry.get_job_ids()
+                     + self.queue.failed_job_registry.get_job_ids())
+            running = [_describe(job) for job in self._fetch(started)]
+            waiting = [_describe(job) for job in self._fetch(queued)]
+            recent = sorted((_describe(job) for job in self._fetch(ended)),
+                            key=lambda job: job["finished_at"] or 0, reverse=True)[:jobs.HISTORY]
+        return {"is_training": bool(running), "running": running, "queued": waiting, "recent": recent,
+                "follow_ups": sorted({job["project"] for job in waiting})}
+
+    def _fetch(self, ids: list[str]) -> list[Job]:
+        return [job for job in Job.fetch_many(ids, connection=self.redis) if job is not None]
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is queued or running (tests, graceful shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with _unavailable_as_error():
+                if not self.queue.count and not self.queue.started_job_registry.get_job_ids():
+                    return True
+            time.sleep(0.2)
+        return False
+
+
+def run_queued_job(request) -> dict:
+    """The job a worker runs: take the project's lock, then train as ``jobs.execute`` does."""
+    job = get_current_job()
+    settings = Settings.from_env()  # the worker's: its device and training settings
+    project = job.meta["project"]
+    lock = job.connection.lock(_lock_key(project), timeout=LOCK_TTL_S, thread_local=False)
+    if not lock.acquire(blocking=False):
+        log.info("project %s: another worker is training it; job %s waits", project, job.id)
+        job.meta["waiting_since"] = time.time()
+        job.save_meta()
+        lock.acquire()
+    stop = threading.Event()
+    threading.Thread(target=_keep_locked, args=(lock, stop), daemon=True).start()
+    try:
+        # the annotations are pulled from here on: a request arriving now needs a run of its own
+        job.connection.eval(_RELEASE_CLAIM, 1, _waiting_key(project), job.id)
+        job_dir = settings.data_dir / "runs" / job.id
+        job.meta.update(dir=str(job_dir), training_started_at=time.time())
+        job.save_meta()
+        log.info("project %s: training job %s started, log %s", project, job.id, job_dir / "train.log")
+        return jobs.execute(request, settings, job_dir)
+    finally:
+        job.meta["training_finished_at"] = time.time()  # recorded while the lock is still held
+        job.save_meta()
+        stop.set()
+        lock.release()
+
+
+def _keep_locked(lock, stop: threading.Event) -> None:
+    """Renew the project lock while the job runs; it lapses within LOCK_TTL_S once the process is gone."""
+    while not stop.wait(LOCK_TTL_S / 3):
+        try:
+            lock.reacquire()
+        except RedisError as exc:  # Redis restarting: retried on the next beat, and logged meanwhile
+            log.warning("could not renew the project lock: %s", exc)
+
+
+def _describe(job: Job) -> dict:
+    """One job as /training shows it: the same fields as :meth:`jobs.Job.to_dict`."""
+    job_dir = job.meta.get("dir")
+    outcome = read_json(Path(job_dir) / "result.json") if job_dir else None
+    status = job.get_status(refresh=False)
+    state = {JobStatus.STARTED: "running", JobStatus.FINISHED: "succeeded"}.get(
+        status, "queued" if status in WAITING_STATES else "failed")
+    error = None
+    if state == "failed":
+        error = (outcome or {}).get("error") or _last_line(job) or f"job {status}"
+    if state == "running":  # RQ's "started" covers waiting for the project's lock and tidying up after training
+        phase = ("finishing" if "training_finished_at" in job.meta else
+                 "training" if "training_started_at" in job.meta else "waiting for the project's lock")
+    else:
+        phase = state
+    return {"id": job.id, "project": job.meta.get("project"), "dir": job_dir, "state": state, "phase": phase,
+            "queued_at": _timestamp(job.enqueued_at), "started_at": job.meta.get("training_started_at"),
+            "finished_at": job.meta.get("training_finished_at") or _timestamp(job.ended_at), "error": error,
+            "summary": (outcome or {}).get("summary"),
+            "progress": read_json(Path(job_dir) / "progress.json") if job_dir else None}
+
+
+def _last_line(job: Job) -> str | None:
+    result = job.latest_result()
+    text = getattr(result, "exc_string", None) or ""
+    return text.strip().splitlines()[-1] if text.strip() else None
+
+
+def _timestamp(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()  # RQ keeps UTC
+
+
+@contextmanager
+def _unavailable_as_error() -> Iterator[None]:
+    """Turn Redis being unreachable into :class:`QueueUnavailable` (a clear 503, not a 500)."""
+    try:
+        yield
+    except RedisError as exc:
+        raise QueueUnavailable(f"the training queue (Redis, {QUEUE}) cannot be reached: {type(exc).__name__}") from None
