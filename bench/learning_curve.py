@@ -1,0 +1,112 @@
+"""What "Start Training" buys: dev F1 on a domain the model never saw, after fine-tuning on N annotated tasks.
+
+    .venv/bin/python bench/learning_curve.py --corpora ../shared/data/ner [--model models/uie-zh-small]
+        [--domain resume] [--sizes 10 50 200] [--labels 人名 组织 职位 学历] [--no-random]
+
+Each point is a real Start Training run (``training.run``: the backend's own split, epochs, learning rate and
+evaluation gate, settings at their defaults) on the first N tasks of the domain's training file in a fixed
+shuffled order, then the domain's whole dev file is scored. The same runs from a randomly initialised model of
+the same shape (same learning rate) show how much of the result the shipped model's training is worth.
+Quality, not speed: one run per point (training is seeded), printed as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+from common import REPO, machine, quiet_logs, temp_home
+
+DEFAULT_LABELS = ["人名", "组织", "职位", "学历"]  # resume: two labels the shipped model knows, two it does not
+
+
+def label_config(labels: list[str]) -> str:
+    values = "".join(f'<Label value="{label}"/>' for label in labels)
+    return f'<View><Labels name="label" toName="text">{values}</Labels><Text name="text" value="$text"/></View>'
+
+
+def keep_labels(tasks: list[dict], labels: list[str]) -> list[dict]:
+    """The tasks with only the regions of ``labels`` (the annotators of this project label only those)."""
+    out = []
+    for task in tasks:
+        annotations = [{**a, "result": [r for r in a["result"] if r["value"]["labels"][0] in labels]}
+                       for a in task["annotations"]]
+        out.append({**task, "annotations": annotations})
+    return out
+
+
+def fine_tune(start: Path, tasks: list[dict], labels: list[str], learning_rate: float, home: Path) -> tuple[Path, dict]:
+    """One Start Training run from ``start`` on ``tasks``; the model it produced and its summary."""
+    from uie_backend import registry, training
+    from uie_backend.config import Settings
+
+    settings = Settings.from_env({
+        "UIE_CHECKPOINT_DIR": str(home / "checkpoint"), "UIE_DATA_DIR": str(home / "data"),
+        "PPNLP_HOME": str(home / "ppnlp"), "UIE_DEVICE": "cpu", "UIE_MODEL": "", "UIE_TRAIN_FROM": str(start),
+        "UIE_TRAIN_LR": str(learning_rate), "UIE_ACTIVATION_POLICY": "always"})
+    request = training.TrainingRequest(label_config=label_config(labels), tasks=tasks)
+    summary = training.run(request, settings, home / "data" / "runs" / f"n{len(tasks)}")
+    return registry.versions_dir(settings.checkpoint_dir) / summary["version"], summary
+
+
+def dev_f1(model: Path, dev_examples: list[dict]) -> tuple[float, dict[str, float]]:
+    from uie_backend import trainer
+
+    report = trainer.evaluate_checkpoint(model, dev_examples, max_seq_len=256, device="cpu")
+    return report.overall.f1, {label: scores.f1 for label, scores in report.per_label.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpora", type=Path, required=True, help="folder of the public corpora (../shared/data/ner)")
+    p.add_argument("--model", type=Path, default=REPO / "models" / "uie-zh-small")
+    p.add_argument("--domain", default="resume", help="a folder of --corpora with train.json and dev.json")
+    p.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
+    p.add_argument("--labels", nargs="+", default=DEFAULT_LABELS)
+    p.add_argument("--no-random", action="store_true", help="skip the runs from a random model")
+    args = p.parse_args()
+    quiet_logs()
+    machine()
+    from uie_backend import checkpoint
+    from uie_backend.data import doccano_to_examples, load_tasks, tasks_to_doccano
+
+    train_tasks = keep_labels(load_tasks(args.corpora / args.domain / "train.json"), args.labels)
+    random.Random(0).shuffle(train_tasks)
+    dev_tasks = keep_labels(load_tasks(args.corpora / args.domain / "dev.json"), args.labels)
+    dev_examples = doccano_to_examples(tasks_to_doccano(dev_tasks), args.labels, negative_ratio=len(args.labels))
+    meta = checkpoint.read_meta(args.model)
+    learning_rate = float(meta.get("fine_tune_learning_rate") or 1e-5)
+    config = json.loads((args.model / "config.json").read_text(encoding="utf-8"))
+
+    rows = []
+    with temp_home() as home:
+        starts = {"shipped": args.model}
+        if not args.no_random:
+            checkpoint.build_random(home / "random", hidden_size=config["hidden_size"],
+                                    num_layers=config["num_hidden_layers"], num_heads=config["num_attention_heads"])
+            starts["random init"] = home / "random"
+        for name, start in starts.items():
+            f1, per_label = dev_f1(start, dev_examples)
+            rows.append((name, 0, f1, per_label, 0.0))
+            for size in args.sizes:
+                began = time.perf_counter()
+                model, _ = fine_tune(start, train_tasks[:size], args.labels, learning_rate, home / f"{name}-{size}")
+                f1, per_label = dev_f1(model, dev_examples)
+                rows.append((name, size, f1, per_label, time.perf_counter() - began))
+                print(f"{name} + {size} tasks: dev F1 {f1:.4f} ({rows[-1][4]:.0f} s)", flush=True)
+
+    print(f"\n## Learning curve: {args.domain} dev ({len(dev_tasks)} tasks), labels {', '.join(args.labels)}\n")
+    print(f"Start model `{args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model}`, "
+          f"fine-tuned as Start Training does (lr {learning_rate:g}, other settings at their defaults).\n")
+    print("| start | tasks | dev F1 | " + " | ".join(args.labels) + " | fine-tune s |")
+    print("|---|---:|---:|" + "---:|" * len(args.labels) + "---:|")
+    for name, size, f1, per_label, seconds in rows:
+        cells = " | ".join(f"{per_label.get(label, 0.0):.2f}" for label in args.labels)
+        print(f"| {name} | {size} | {f1:.3f} | {cells} | {seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
