@@ -52,6 +52,14 @@ class JobRunner:
         self._running: dict[str, Job] = {}
         self._follow_up: dict[str, object] = {}
         self._history: deque[Job] = deque(maxlen=HISTORY)
+        self._setups: dict[int, dict] = {}
+
+    def remember_setup(self, project_id: int, connection: dict) -> None:
+        """Keep what ``/setup`` said (Label Studio's URL and token): Start Training brings neither."""
+        self._setups[project_id] = connection
+
+    def setup_of(self, project_id: int | None) -> dict:
+        return self._setups.get(project_id, {})
 
     def submit(self, request) -> dict:
         """Start a job for the request's project, or remember it as that project's follow-up run."""

@@ -19,6 +19,7 @@ trains, the replicas only serve.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -43,6 +44,7 @@ QUEUE = "uie-training"
 LOCK_TTL_S = 60                 # a dead worker's project lock frees itself after this
 WAITING_TTL_S = 7 * 24 * 3600   # a forgotten "waiting job" claim cannot outlive a week
 KEEP_RESULTS_S = 7 * 24 * 3600  # finished and failed jobs stay listed in /training this long
+SETUP_TTL_S = 30 * 24 * 3600    # a project's Label Studio address and token, unless /setup renews them
 WAITING_STATES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED)
 # Deletes the project's "waiting job" claim only if it is still this job's (a newer request may own it).
 _RELEASE_CLAIM = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -54,6 +56,10 @@ class QueueUnavailable(RuntimeError):
 
 def _waiting_key(project: str) -> str:
     return f"uie:project:{project}:waiting-job"
+
+
+def _setup_key(project_id: int) -> str:
+    return f"uie:project:{project_id}:setup"
 
 
 def _lock_key(project: str) -> str:
@@ -85,6 +91,19 @@ class RedisJobRunner:
                                failure_ttl=KEEP_RESULTS_S, description=f"train project {project}")
         log.info("project %s: training job %s queued on %s", project, job_id, QUEUE)
         return {"job": job_id, "state": "queued"}
+
+    def remember_setup(self, project_id: int, connection: dict) -> None:
+        """Keep what ``/setup`` said in Redis: Label Studio may send it to one replica and Start Training to
+        another. Refreshed by every /setup (Label Studio sends one before each prediction round)."""
+        with _unavailable_as_error():
+            self.redis.set(_setup_key(project_id), json.dumps(connection), ex=SETUP_TTL_S)
+
+    def setup_of(self, project_id: int | None) -> dict:
+        if project_id is None:
+            return {}
+        with _unavailable_as_error():
+            stored = self.redis.get(_setup_key(project_id))
+        return json.loads(stored) if stored else {}
 
     def _still_waiting(self, job_id: str) -> bool:
         job = self.queue.fetch_job(job_id)

@@ -43,9 +43,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_mb * 1024 * 1024  # larger bodies: 413
     _announce_model(settings)
     jobs = _job_runner(settings)
-    projects: dict[int, dict] = {}  # project id -> what /setup told us (URL and token for pulling annotations)
     auto = AutoTrainer(settings.auto_train_every, settings.auto_train_delay,
-                       lambda project_id, config: _submit_training(jobs, projects, settings, config, project_id))
+                       lambda project_id, config: _submit_training(jobs, settings, config, project_id))
     app.extensions["uie_jobs"] = jobs
 
     def body() -> dict:
@@ -103,7 +102,10 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         project_id = _project_id(data.get("project"))
         connection = _setup_connection(data)
         if project_id is not None:
-            projects[project_id] = connection
+            try:
+                jobs.remember_setup(project_id, connection)
+            except QueueUnavailable as exc:  # /setup must answer (3 s); training will say what is wrong
+                log.warning("%s", exc)
         return jsonify(model_version=_active_version(settings))
 
     @app.post("/predict")
@@ -141,7 +143,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
             raise BadRequest("START_TRAINING needs project.id and project.label_config")
         parse_label_config(project["label_config"])
         return _training_started(
-            _submit_training(jobs, projects, settings, project["label_config"], _project_id(project["id"])))
+            _submit_training(jobs, settings, project["label_config"], _project_id(project["id"])))
 
     @app.post("/train")
     def train():
@@ -154,7 +156,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
             raise BadRequest("each of 'annotations' must be a Label Studio task object")
         parse_label_config(data.get("label_config"))
         return _training_started(
-            _submit_training(jobs, projects, settings, data["label_config"], _project_id(data.get("project")), tasks))
+            _submit_training(jobs, settings, data["label_config"], _project_id(data.get("project")), tasks))
 
     @app.route("/versions", methods=["GET", "POST"])
     def versions():
@@ -234,10 +236,10 @@ def _announce_model(settings: Settings) -> None:
         log.info("serving %s (version %s)", source.path, source.version)
 
 
-def _submit_training(jobs: JobRunner, projects: dict, settings: Settings, label_config: str,
+def _submit_training(jobs: JobRunner | RedisJobRunner, settings: Settings, label_config: str,
                      project_id: int | None, tasks: list | None = None) -> dict:
     """Queue a training run with the Label Studio address and token this project's /setup gave us."""
-    known = projects.get(project_id, {})
+    known = jobs.setup_of(project_id)
     return jobs.submit(TrainingRequest(
         label_config=label_config, project_id=project_id, tasks=tasks,
         label_studio_url=settings.label_studio_url or known.get("hostname"),

@@ -21,8 +21,12 @@ import redis
 import requests
 
 import corpus
+from test_security import FakeLabelStudio
 from conftest import TINY_TRAINING
 from uie_backend import redis_jobs
+from uie_backend.config import Settings
+from uie_backend.redis_jobs import RedisJobRunner
+from uie_backend.training import TrainingRequest
 
 from .backend_process import BackendProcess
 from .conftest import debian_binary
@@ -162,6 +166,35 @@ def test_replicas_never_train_a_project_twice_at_once_and_serve_the_same_version
 
     b.api("POST", f"/versions/{first}/activate")  # a rollback at one replica...
     assert served_version(a) == served_version(b) == first  # ...is served by both
+
+
+def test_start_training_at_one_replica_uses_what_label_studio_told_another_at_setup(cluster):
+    """Label Studio's /setup (address, token) and its Start Training may reach different replicas."""
+    (a, b), shared = cluster
+    token = "f" * 40
+    with FakeLabelStudio(status=200, body=corpus.annotated_tasks(6, seed=9)) as label_studio:
+        a.api("POST", "/setup", json={"project": "9.1712345678", "schema": corpus.LABEL_CONFIG,
+                                      "hostname": label_studio.url, "access_token": token})
+        job = b.api("POST", "/webhook", json={"action": "START_TRAINING",
+                                              "project": {"id": 9, "label_config": corpus.LABEL_CONFIG}})
+        wait_until_idle(b, shared)
+    finished = next(j for j in b.training()["recent"] if j["id"] == job["job"])
+    assert finished["state"] == "succeeded", finished
+    pulls = [r for r in label_studio.requests if "/api/projects/9/" in r["path"]]
+    assert pulls and all(r["headers"]["Authorization"] == f"Token {token}" for r in pulls), label_studio.requests
+
+
+def test_a_waiting_claim_whose_job_vanished_does_not_block_the_project(redis_url, tmp_path):
+    """A job deleted from Redis by hand (or expired) must not leave its project unable to train."""
+    other_db = redis_url.rsplit("/", 1)[0] + "/1"  # no worker listens there: nothing runs what is queued
+    runner = RedisJobRunner(Settings.from_env({"REDIS_URL": other_db, "UIE_DATA_DIR": str(tmp_path)}))
+    runner.redis.set("uie:project:77:waiting-job", "a-job-that-is-gone")
+    request = TrainingRequest(label_config=corpus.LABEL_CONFIG, project_id=77, tasks=corpus.annotated_tasks(2, seed=1))
+    queued = runner.submit(request)
+    assert queued["job"] != "a-job-that-is-gone" and not queued.get("follow_up_queued"), queued
+    assert runner.submit(request) == {**queued, "follow_up_queued": True}  # the next request joins the new job
+    assert [job["id"] for job in runner.status()["queued"]] == [queued["job"]]
+    runner.redis.flushdb()
 
 
 def test_with_redis_down_serving_goes_on_and_training_requests_get_a_clear_503(cluster, redis_url):
