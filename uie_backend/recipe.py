@@ -120,6 +120,9 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport]) -> st
               f"Training: {summary['steps']} steps in {summary['train_seconds']} s "
               f"({summary['steps_per_s']} steps/s, {summary['examples_per_s']} examples/s) on "
               "the CPU of a 2-core machine; hyper-parameters in the recipe file.", "",
+              *[f"- {note}" for note in config.get("history", [])], "",
+              "What Start Training buys on a domain it never saw: [learning_curve.md](learning_curve.md) "
+              "(`bench/learning_curve.py`).", "",
               "## Quality (span-level exact match; evaluation sets never trained on)", ""]
     for name, report in scores.items():
         lines += [f"### {name}", "", report.to_markdown(), ""]
