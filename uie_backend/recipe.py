@@ -11,12 +11,14 @@ are never trained on or selected by. The run resumes from its last saved state w
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
 from pathlib import Path
 
 from . import checkpoint, synthetic, trainer
+from .config import REPO_ROOT
 from .data import doccano_to_examples, load_tasks, split_records, tasks_to_doccano
 from .jsonio import write_json
 from .metrics import SpanReport
@@ -31,9 +33,20 @@ STATUS = ("**Status: weak.** Overall span F1 on People's Daily dev is {f1:.2f}; 
 
 
 def corpus_records(corpora: Path, spec: dict, label_map: dict[str, str]) -> list[dict]:
-    """A corpus file as doccano records, labels mapped and kept to the ones the spec teaches or tests."""
+    """A corpus file as doccano records, labels mapped and kept to the ones the spec teaches or tests.
+
+    With ``"teacher": "lac"`` the file's own annotations are replaced by LAC's (silver data: its texts,
+    labelled in People's Daily's conventions); evaluation specs never have a teacher.
+    """
     records = tasks_to_doccano(load_tasks(corpora / spec["file"]))
     keep = set(spec["labels"])
+    if spec.get("teacher") == "lac":
+        found = _lac().spans([record["text"] for record in records])
+        for record, spans in zip(records, found):
+            record["entities"] = [{"label": label, "start_offset": start, "end_offset": end}
+                                  for label, start, end in sorted(spans, key=lambda s: s[1])]
+    elif spec.get("teacher"):
+        raise ValueError(f"unknown teacher {spec['teacher']!r} (known: lac)")
     for record in records:
         mapped = [{**e, "label": label_map.get(e["label"], e["label"])} for e in record["entities"]]
         record["entities"] = [e for e in mapped if e["label"] in keep]
@@ -43,14 +56,42 @@ def corpus_records(corpora: Path, spec: dict, label_map: dict[str, str]) -> list
     return records
 
 
-def run(config_path: Path, corpora: Path, out_dir: Path, workdir: Path) -> dict:
-    """Train (or resume) the model of ``config_path``, evaluate it, and write it with its model card."""
-    config = json.loads(Path(config_path).read_text(encoding="utf-8"))
-    hp, label_map = config["training"], config.get("label_map", {})
-    workdir.mkdir(parents=True, exist_ok=True)
+@functools.cache
+def _lac():
+    from . import lac
+
+    return lac.Lac(lac.fetch(REPO_ROOT / ".cache" / "lac"))
+
+
+def starting_point(config: dict, config_path: Path, corpora: Path, workdir: Path) -> Path:
+    """Where training starts: a random model of ``config["model"]``'s shape, or, with ``"start_from"``, the
+    best model of another recipe in the same folder, which is trained first (resumably) when it is not there.
+    One command so reproduces a model trained in stages."""
+    if "start_from" in config:
+        earlier = Path(config_path).parent / f"{config['start_from']}.json"
+        earlier_workdir = workdir.parent / config["start_from"]
+        if not checkpoint.is_complete(earlier_workdir / "model_best"):
+            log.info("recipe %s starts from recipe %s, which is trained first", config["name"], config["start_from"])
+            run(earlier, corpora, None, earlier_workdir)
+        return earlier_workdir / "model_best"
     base = workdir / "init"
     if not checkpoint.is_complete(base):
         checkpoint.build_random(base, **{k: v for k, v in config["model"].items()})
+    return base
+
+
+def _stages(meta: dict) -> list[str]:
+    """The recipes a checkpoint went through (older checkpoints name only their own)."""
+    return meta.get("stages") or ([meta["recipe"]] if "recipe" in meta else [])
+
+
+def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -> dict:
+    """Train (or resume) the model of ``config_path``, evaluate it, and write it with its model card to
+    ``out_dir`` (None: leave it in ``workdir/model_best``, e.g. as the start of a later stage)."""
+    config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    hp, label_map = config["training"], config.get("label_map", {})
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = starting_point(config, config_path, corpora, workdir)
 
     train_examples, select_examples, sizes = [], [], {}
     for spec in config["train"]:
@@ -58,7 +99,8 @@ def run(config_path: Path, corpora: Path, out_dir: Path, workdir: Path) -> dict:
         keep, held = split_records(records, (1 - config["selection_fraction"], config["selection_fraction"]))
         train_examples += doccano_to_examples(keep, spec["labels"], negative_ratio=hp["negative_ratio"])
         select_examples += doccano_to_examples(held, spec["labels"], negative_ratio=len(spec["labels"]))
-        sizes[spec["file"] + (f" ({spec['part']} half)" if "part" in spec else "")] = len(keep)
+        sizes[spec["file"] + (f" ({spec['part']} half)" if "part" in spec else "")
+              + (f" (silver: labelled by {spec['teacher'].upper()})" if "teacher" in spec else "")] = len(keep)
     syn = config.get("synthetic")
     if syn:
         made = synthetic.sentences(syn["train_sentences"], syn["seed"])
@@ -73,6 +115,7 @@ def run(config_path: Path, corpora: Path, out_dir: Path, workdir: Path) -> dict:
         state_every_s=hp["state_every_s"], resume=True, device="auto")
     result = trainer.train(train_config, train_examples, select_examples,
                            meta={"recipe": config["name"], "source": "trained from scratch", "corpora": sizes,
+                                 "stages": [*_stages(checkpoint.read_meta(base)), config["name"]],
                                  "fine_tune_learning_rate": hp["fine_tune_learning_rate"]})
     seconds = result.seconds  # training time across resumptions, not just this invocation
 
@@ -87,14 +130,16 @@ def run(config_path: Path, corpora: Path, out_dir: Path, workdir: Path) -> dict:
         scores["synthetic 价格/天气 (generated, not real text)"] = trainer.evaluate_checkpoint(
             model, doccano_to_examples(made, syn["labels"], negative_ratio=2), hp["max_seq_len"], device="auto")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in checkpoint.REQUIRED_FILES + (checkpoint.META_FILE,):
-        shutil.copy2(model / name, out_dir / name)
     summary = {"recipe": config["name"], "steps": result.steps, "train_seconds": round(seconds),
                "steps_per_s": round(result.steps / max(seconds, 1e-9), 2),
                "examples_per_s": round(result.steps * hp["batch_size"] / max(seconds, 1e-9), 1),
                "training_examples": len(train_examples), "corpora": sizes,
                "scores": {name: report.to_dict() for name, report in scores.items()}}
+    if out_dir is None:
+        return summary
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in checkpoint.REQUIRED_FILES + (checkpoint.META_FILE,):
+        shutil.copy2(model / name, out_dir / name)
     write_json(out_dir / "evaluation.json", summary)
     (out_dir / "README.md").write_text(model_card(config, summary, scores), encoding="utf-8")
     return summary
