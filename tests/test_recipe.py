@@ -83,7 +83,7 @@ def test_a_staged_recipe_trains_its_first_stage_first_and_can_learn_from_lac_lab
     write(tmp_path / "recipes" / "first.json", {"name": "first", **common,
                                                 "train": [{"file": "news/train.json", "labels": LABELS}]})
     second = write(tmp_path / "recipes" / "second.json", {
-        "name": "second", "start_from": "first", **common,
+        "name": "second", "start_from": "first", "baseline": "lac", **common,
         "train": [{"file": "news/train.json", "labels": [*LABELS, "时间"], "teacher": "lac"}]})
     argv = ["--from_scratch", "--config", str(second), "--corpora", str(corpora), "--save_dir", str(tmp_path / "out"),
             "--workdir", str(tmp_path / "work" / "second")]
@@ -95,3 +95,6 @@ def test_a_staged_recipe_trains_its_first_stage_first_and_can_learn_from_lac_lab
     assert meta["init_from"] == str(tmp_path / "work" / "first" / "model_best")
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     assert "news/train.json (silver: labelled by LAC)" in card
+    evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text(encoding="utf-8"))
+    lac_f1 = evaluation["lac_scores"]["News dev"]["overall"]["f1"]  # the baseline, on the same sentences
+    assert lac_f1 > 0.3 and "LAC (Baidu's lexical analysis" in card
