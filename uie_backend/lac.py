@@ -1,4 +1,4 @@
-"""LAC, Baidu's lexical analysis model, as the teacher of the embedded model and the baseline its card compares with (recipe.py).
+"""LAC, Baidu's lexical analysis model: the embedded model's teacher, and the baseline its card compares with.
 
 LAC 2.1.2 cannot be installed on paddle 2.6 (its setup.py and runtime need paddle.fluid, gone since 2.5), but
 its model is an ordinary Paddle inference model. :func:`fetch` downloads the sdist from PyPI once (checked
