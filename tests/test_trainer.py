@@ -30,7 +30,18 @@ def test_encode_puts_pointers_on_the_right_tokens_after_astral_characters_and_sp
     assert e.gold == {("产品", 1, 3), ("产品", 6, 13)}
 
 
-def test_decode_pairs_each_end_with_the_nearest_free_start_and_trims_whitespace():
+def test_decode_gives_each_start_its_most_probable_end_before_the_next_start():
+    content = "周恩来和李四"
+    offsets = [(0, 0), (0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (0, 0)]
+    start_prob = [0, 0.9, 0, 0, 0, 0.8, 0, 0]
+    end_prob = [0, 0, 0.6, 0.9, 0, 0, 0.7, 0]  # unsure whether the name ends at 恩 or at 来
+    spans = decode_spans(start_prob, end_prob, offsets, content, 0.5)
+    assert [content[s:e] for s, e, _ in spans] == ["周恩来", "李四"]  # Taskflow's pairing says "周恩"
+    assert spans[0][2] == pytest.approx(0.81)
+    assert decode_spans([0, 0.9, 0, 0], [0, 0.9, 0, 0], offsets[:4], content, 0.5) == [(0, 1, pytest.approx(0.81))]
+
+
+def test_decode_pairs_starts_and_ends_and_trims_whitespace():
     content = " ab cd\r\n𠀀x"
     offsets = [(0, 0), (0, 2), (2, 3), (3, 5), (5, 6), (6, 9), (9, 10), (0, 0)]
     start_prob = [0, 0.9, 0, 0.8, 0, 0.7, 0, 0]
