@@ -1,7 +1,7 @@
 """What "Start Training" buys: dev F1 on a domain the model never saw, after fine-tuning on N annotated tasks.
 
     .venv/bin/python bench/learning_curve.py --corpora ../shared/data/ner [--model models/uie-zh-small]
-        [--domain resume] [--sizes 10 50 200] [--labels 人名 组织 职位 学历] [--no-random]
+        [--domain resume] [--sizes 10 50 200] [--labels 人名 组织 职位 学历] [--no-random] [--out FILE]
 
 Each point is a real Start Training run (``training.run``: the backend's own split, epochs, learning rate and
 evaluation gate, settings at their defaults) on the first N tasks of the domain's training file in a fixed
@@ -67,9 +67,10 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
     p.add_argument("--labels", nargs="+", default=DEFAULT_LABELS)
     p.add_argument("--no-random", action="store_true", help="skip the runs from a random model")
+    p.add_argument("--out", type=Path, help="also write the report (markdown) here")
     args = p.parse_args()
     quiet_logs()
-    machine()
+    measured_on = machine()
     from uie_backend import checkpoint
     from uie_backend.data import doccano_to_examples, load_tasks, tasks_to_doccano
 
@@ -98,14 +99,20 @@ def main() -> None:
                 rows.append((name, size, f1, per_label, time.perf_counter() - began))
                 print(f"{name} + {size} tasks: dev F1 {f1:.4f} ({rows[-1][4]:.0f} s)", flush=True)
 
-    print(f"\n## Learning curve: {args.domain} dev ({len(dev_tasks)} tasks), labels {', '.join(args.labels)}\n")
-    print(f"Start model `{args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model}`, "
-          f"fine-tuned as Start Training does (lr {learning_rate:g}, other settings at their defaults).\n")
-    print("| start | tasks | dev F1 | " + " | ".join(args.labels) + " | fine-tune s |")
-    print("|---|---:|---:|" + "---:|" * len(args.labels) + "---:|")
+    start = args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model
+    report = [f"## Learning curve: {args.domain} dev ({len(dev_tasks)} tasks), labels {', '.join(args.labels)}", "",
+              f"Each row is one Start Training run on the first N tasks of `{args.domain}/train.json` (fixed shuffle), "
+              f"from `{start}` or from a random model of its shape, fine-tuned as Start Training does (lr "
+              f"{learning_rate:g}, other settings at their defaults), then scored on the whole dev file "
+              f"(`bench/learning_curve.py`). {measured_on}", "",
+              "| start | tasks | dev F1 | " + " | ".join(args.labels) + " | fine-tune s |",
+              "|---|---:|---:|" + "---:|" * len(args.labels) + "---:|"]
     for name, size, f1, per_label, seconds in rows:
         cells = " | ".join(f"{per_label.get(label, 0.0):.2f}" for label in args.labels)
-        print(f"| {name} | {size} | {f1:.3f} | {cells} | {seconds:.0f} |")
+        report.append(f"| {name} | {size} | {f1:.3f} | {cells} | {seconds:.0f} |")
+    print("\n" + "\n".join(report))
+    if args.out:
+        args.out.write_text("\n".join(report) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
