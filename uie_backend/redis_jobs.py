@@ -113,8 +113,9 @@ class RedisJobRunner:
         with _unavailable_as_error():
             started = self.queue.started_job_registry.get_job_ids()
             queued = self.queue.get_job_ids()
-            ended = (self.queue.finished_job_registry.get_job_ids()
-                     + self.queue.failed_job_registry.get_job_ids())
+            # scored by expiry, the same TTL for all: the newest jobs come first in descending order
+            ended = (self.queue.finished_job_registry.get_job_ids(0, jobs.HISTORY - 1, desc=True)
+                     + self.queue.failed_job_registry.get_job_ids(0, jobs.HISTORY - 1, desc=True))
             running = [_describe(job) for job in self._fetch(started)]
             waiting = [_describe(job) for job in self._fetch(queued)]
             recent = sorted((_describe(job) for job in self._fetch(ended)),
