@@ -45,6 +45,11 @@ class Job:
         return data
 
 
+def new_job_id() -> str:
+    """Sortable by start time, unique across processes and machines."""
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
 class JobRunner:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -74,7 +79,7 @@ class JobRunner:
             return {"job": job.id, "state": job.state}
 
     def _start(self, project: str, request) -> Job:
-        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        job_id = new_job_id()
         job = Job(job_id, project, self.settings.data_dir / "runs" / job_id)
         job.dir.mkdir(parents=True, exist_ok=True)
         process = multiprocessing.get_context("spawn").Process(

@@ -23,7 +23,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,7 +76,7 @@ class RedisJobRunner:
     def submit(self, request) -> dict:
         """Queue a job for the request's project, or join the one already waiting for that project."""
         project = str(request.project_id)
-        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        job_id = jobs.new_job_id()
         with _unavailable_as_error():
             key = _waiting_key(project)
             while not self.redis.set(key, job_id, nx=True, ex=WAITING_TTL_S):
