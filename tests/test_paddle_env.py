@@ -11,9 +11,12 @@ def run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_plain_import_of_paddlenlp_breaks_on_the_pinned_stack():
-    """If this starts passing, a pin changed and uie_backend/paddle_env.py's import order may be dropped."""
+    """If this starts passing, a pin changed and uie_backend/paddle_env.py's import order may be dropped.
+
+    The broken import fails one of two ways, seen in CI: zlib.error, or a segmentation fault (-11).
+    """
     done = run("import paddlenlp")
-    assert done.returncode != 0 and "zlib.error" in done.stderr
+    assert "zlib.error" in done.stderr or done.returncode == -11, (done.returncode, done.stderr[-2000:])
 
 
 def test_paddle_env_imports_paddlenlp_keeps_logging_and_skips_the_statistics_ping():
