@@ -126,23 +126,20 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
 
     model = workdir / "model_best"
     scores = {}
+    baselines = {}  # LAC on the same sentences, where it knows every label the set is scored on
     for spec in config["evaluate"]:
-        examples = doccano_to_examples(corpus_records(corpora, spec, label_map), spec["labels"],
-                                       negative_ratio=len(spec["labels"]))
+        records = corpus_records(corpora, spec, label_map)
+        examples = doccano_to_examples(records, spec["labels"], negative_ratio=len(spec["labels"]))
         scores[spec["name"]] = trainer.evaluate_checkpoint(model, examples, hp["max_seq_len"], device="auto")
+        if config.get("baseline") == "lac" and set(spec["labels"]) <= set(LAC_LABELS.values()):
+            found = _lac().spans([record["text"] for record in records])
+            baselines[spec["name"]] = score_spans([spans_from_doccano(r) for r in records],
+                                                  [{s for s in f if s[0] in spec["labels"]} for f in found])
     if syn:
         made = synthetic.sentences(syn["eval_sentences"], syn["seed"] + 1)
         scores["synthetic 价格/天气 (generated, not real text)"] = trainer.evaluate_checkpoint(
             model, doccano_to_examples(made, syn["labels"], negative_ratio=2), hp["max_seq_len"], device="auto")
 
-    baselines = {}  # LAC on the same sentences, where it knows every label the set is scored on
-    if config.get("baseline") == "lac":
-        for spec in config["evaluate"]:
-            if set(spec["labels"]) <= set(LAC_LABELS.values()):
-                records = corpus_records(corpora, spec, label_map)
-                found = _lac().spans([record["text"] for record in records])
-                baselines[spec["name"]] = score_spans([spans_from_doccano(r) for r in records],
-                                                      [{s for s in f if s[0] in spec["labels"]} for f in found])
     summary = {"recipe": config["name"], "steps": result.steps, "train_seconds": round(seconds),
                "steps_per_s": round(result.steps / max(seconds, 1e-9), 2),
                "examples_per_s": round(result.steps * hp["batch_size"] / max(seconds, 1e-9), 1),
