@@ -110,17 +110,31 @@ class RedisJobRunner:
 
     def status(self) -> dict:
         with _unavailable_as_error():
-            started = self.queue.started_job_registry.get_job_ids()
-            queued = self.queue.get_job_ids()
-            # scored by expiry, the same TTL for all: the newest jobs come first in descending order
-            ended = (self.queue.finished_job_registry.get_job_ids(0, jobs.HISTORY - 1, desc=True)
-                     + self.queue.failed_job_registry.get_job_ids(0, jobs.HISTORY - 1, desc=True))
-            running = [_describe(job) for job in self._fetch(started)]
+            queued, running, ended = self._job_ids()
             waiting = [_describe(job) for job in self._fetch(queued)]
+            started = [_describe(job) for job in self._fetch(running)]
             recent = sorted((_describe(job) for job in self._fetch(ended)),
                             key=lambda job: job["finished_at"] or 0, reverse=True)[:jobs.HISTORY]
-        return {"is_training": bool(running), "running": running, "queued": waiting, "recent": recent,
+        return {"is_training": bool(started), "running": started, "queued": waiting, "recent": recent,
                 "follow_ups": sorted({job["project"] for job in waiting})}
+
+    def _job_ids(self) -> tuple[list[str], list[str], list[str]]:
+        """The ids of queued, running and recently ended jobs, each job in exactly one list.
+
+        A job moves queue -> intermediate list (taken by a worker) -> started registry -> finished or
+        failed registry, and the lists are read one after the other: read in that order, a job that moves
+        meanwhile is seen twice (and kept in its later place), never missed. A job a worker has taken but
+        not yet registered as started counts as running: nothing else would show it.
+        """
+        queued = self.queue.get_job_ids()
+        taken = self.queue.intermediate_queue.get_job_ids()
+        started = self.queue.started_job_registry.get_job_ids()
+        # scored by expiry, the same TTL for all: the newest jobs come first in descending order
+        ended = (self.queue.finished_job_registry.get_job_ids(0, jobs.HISTORY - 1, desc=True)
+                 + self.queue.failed_job_registry.get_job_ids(0, jobs.HISTORY - 1, desc=True))
+        running = [job_id for job_id in dict.fromkeys(taken + started) if job_id not in ended]
+        queued = [job_id for job_id in queued if job_id not in running and job_id not in ended]
+        return queued, running, ended
 
     def _fetch(self, ids: list[str]) -> list[Job]:
         return [job for job in Job.fetch_many(ids, connection=self.redis) if job is not None]
@@ -130,8 +144,9 @@ class RedisJobRunner:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with _unavailable_as_error():
-                if not self.queue.count and not self.queue.started_job_registry.get_job_ids():
-                    return True
+                queued, running, _ = self._job_ids()
+            if not queued and not running:
+                return True
             time.sleep(0.2)
         return False
 

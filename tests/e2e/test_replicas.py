@@ -197,6 +197,20 @@ def test_a_waiting_claim_whose_job_vanished_does_not_block_the_project(redis_url
     runner.redis.flushdb()
 
 
+def test_a_job_a_worker_has_taken_but_not_yet_started_is_shown_running(redis_url, tmp_path):
+    """RQ moves a job from the queue to an intermediate list, then registers it as started: in between
+    it is in neither, and a status that missed it said "idle" while the job was about to train (CI saw it)."""
+    other_db = redis_url.rsplit("/", 1)[0] + "/2"  # no worker listens there: the test plays the worker
+    runner = RedisJobRunner(Settings.from_env({"REDIS_URL": other_db, "UIE_DATA_DIR": str(tmp_path)}))
+    request = TrainingRequest(label_config=corpus.LABEL_CONFIG, project_id=78, tasks=corpus.annotated_tasks(2, seed=1))
+    queued = runner.submit(request)
+    runner.redis.lmove(runner.queue.key, runner.queue.intermediate_queue_key)  # what a worker's dequeue does
+    status = runner.status()
+    assert [job["id"] for job in status["running"]] == [queued["job"]] and not status["queued"], status
+    assert not runner.wait_idle(timeout=0.5)
+    runner.redis.flushdb()
+
+
 def test_with_redis_down_serving_goes_on_and_training_requests_get_a_clear_503(cluster, redis_url):
     """(Last in this file: it shuts Redis down.)"""
     (a, _), _ = cluster
