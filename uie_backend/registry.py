@@ -66,9 +66,15 @@ def add(model_dir: Path, checkpoint_dir: Path) -> Version:
     target = root / version
     if not target.exists():
         staging = Path(tempfile.mkdtemp(prefix=f".incoming-{version}.", dir=root))
-        shutil.copytree(model_dir, staging, dirs_exist_ok=True, symlinks=False)
-        os.chmod(staging, 0o755)
-        os.rename(staging, target)
+        try:
+            shutil.copytree(model_dir, staging, dirs_exist_ok=True, symlinks=False)
+            os.chmod(staging, 0o755)
+            os.rename(staging, target)
+        except OSError:
+            if not checkpoint.is_complete(target):  # else another process added this very version first
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # a failed copy's remains (gone already after the rename)
     return _version(target, checkpoint_dir)
 
 
