@@ -6,6 +6,10 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '9090')}"
 # One worker process holds one model in memory; threads let /health and /setup answer while a batch
 # predicts (the model itself serialises its calls). Training runs in its own spawned process.
 workers = int(os.environ.get("WORKERS", "1"))
+if workers > 1 and not os.environ.get("REDIS_URL"):
+    # without Redis each worker keeps its own training queue: two could train one project at once
+    raise SystemExit(f"WORKERS={workers} needs REDIS_URL (a shared training queue; README, \"Several replicas\"); "
+                     "or serve with WORKERS=1")
 threads = int(os.environ.get("THREADS", "4"))
 worker_class = "gthread"
 # "Retrieve Predictions" may send a whole project in one request; Label Studio waits up to 100 s.

@@ -112,7 +112,7 @@ def test_every_backend_variable_is_a_setting_the_backend_knows(compose):
     env = environment(compose["services"]["backend"])
     unknown = set(env) - SETTINGS_VARS - GUNICORN_VARS
     assert not unknown, f"not settings of the backend: {unknown}"
-    assert GUNICORN_VARS == {"HOST", "PORT", "WORKERS", "THREADS", "TIMEOUT", "LOG_LEVEL"}
+    assert GUNICORN_VARS - SETTINGS_VARS == {"HOST", "PORT", "WORKERS", "THREADS", "TIMEOUT", "LOG_LEVEL"}
     assert env["WORKERS"] == "1"  # one process: the job queue and the model live in it
 
 
@@ -191,3 +191,18 @@ def test_the_worker_trains_into_the_folders_the_backend_serves_from(with_redis, 
     assert int(VARIABLE.sub(lambda m: m.group(0).split(":-")[1].rstrip("}"),
                             environment(with_redis["services"]["backend"])["WORKERS"])) > 1
     assert set(with_redis.get("volumes") or {}) >= {v.split(":", 1)[0] for v in with_redis["services"]["redis"]["volumes"]}
+
+
+@pytest.mark.parametrize("redis_url, refused", [("", True), ("redis://redis:6379/0", False)])
+def test_several_gunicorn_workers_are_refused_without_a_shared_training_queue(redis_url, refused, monkeypatch):
+    """Each worker without Redis would keep its own job queue, and two could train one project at once."""
+    monkeypatch.setenv("WORKERS", "3")
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    source = (REPO / "gunicorn.conf.py").read_text()
+    if refused:
+        with pytest.raises(SystemExit, match="WORKERS=3 needs REDIS_URL"):
+            exec(compile(source, "gunicorn.conf.py", "exec"), {})
+    else:
+        settings: dict = {}
+        exec(compile(source, "gunicorn.conf.py", "exec"), settings)
+        assert settings["workers"] == 3
