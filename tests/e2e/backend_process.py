@@ -19,7 +19,8 @@ from typing import Any
 
 import requests
 
-from .labelstudio import REPO_ROOT, free_port, read_log, stop_process_group, tail
+from .labelstudio import REPO_ROOT
+from .processes import ServerProcess, free_port, read_log, spawn_logged, tail
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"  # not resolved: .venv/bin/python is a symlink
 START_TIMEOUT_S = 90.0
@@ -35,15 +36,15 @@ class BackendError(RuntimeError):
     """The backend did not start, or answered with a non-2xx status."""
 
 
-class BackendProcess:
+class BackendProcess(ServerProcess):
     """A gunicorn-served backend: its URL, its folders, its log, and a few API helpers."""
 
+    error = BackendError
+    name = "backend"
+
     def __init__(self, process: subprocess.Popen, url: str, home: Path, log_path: Path):
-        self.process = process
-        self.url = url
+        super().__init__(process, url, log_path)  # the whole log: a home holds one backend's story
         self.home = home
-        self.log_path = log_path
-        self.startup_s: float | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -97,56 +98,23 @@ class BackendProcess:
         port = free_port()
         log_path = home / "backend.log"
         started = time.monotonic()
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [str(GUNICORN), "--config", "gunicorn.conf.py", "_wsgi:app"],
-                cwd=REPO_ROOT,
-                env=cls.environment(home, port, env),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stop() reaches workers and training jobs
-            )
-        server = cls(process, f"http://127.0.0.1:{port}", home, log_path)
+        # its own process group: stop() reaches gunicorn's workers and the training jobs
+        process = spawn_logged([str(GUNICORN), "--config", "gunicorn.conf.py", "_wsgi:app"], log_path,
+                               cwd=REPO_ROOT, env=cls.environment(home, port, env))
+        return cls(process, f"http://127.0.0.1:{port}", home, log_path)._started(started, timeout_s)
+
+    def _probe(self) -> str:
         try:
-            server.wait_ready(timeout_s)
-        except BaseException:
-            server.stop()
-            raise
-        server.startup_s = time.monotonic() - started
-        return server
-
-    def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self._fail(f"exited with code {self.process.returncode}")
-            try:
-                answer = requests.get(f"{self.url}/health", timeout=2)
-                if answer.status_code == 200 and answer.json().get("status") == "UP":
-                    return
-                last = f"/health answered {answer.status_code}: {answer.text[:200]}"
-            except (requests.RequestException, ValueError) as exc:
-                last = type(exc).__name__
-            time.sleep(0.3)
-        self._fail(f"not ready after {timeout_s:.0f} s ({last})")
-
-    def _fail(self, why: str) -> None:
-        raise BackendError(f"backend at {self.url} {why}; last lines of {self.log_path}:\n{tail(self.log())}")
-
-    def log(self) -> str:
-        return read_log(self.log_path)
+            answer = requests.get(f"{self.url}/health", timeout=2)
+            if answer.status_code == 200 and answer.json().get("status") == "UP":
+                return "ready"
+            return f"/health answered {answer.status_code}: {answer.text[:200]}"
+        except (requests.RequestException, ValueError) as exc:
+            return type(exc).__name__
 
     def stop(self, timeout_s: float = 35.0) -> None:
         """SIGTERM to the whole process group (gunicorn's graceful timeout is 30 s), then SIGKILL."""
-        stop_process_group(self.process, timeout_s)
-
-    def __enter__(self) -> BackendProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop(timeout_s)
 
     # ---- API -------------------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ import requests
 from conftest import TINY_TRAINING  # tests/conftest.py (tests/ is on sys.path, see there)
 
 from .backend_process import BackendProcess
-from .labelstudio import PASSWORD, REPO_ROOT, REQUEST_TIMEOUT_S, USERNAME, LabelStudio, ensure_installed, read_log, tail
+from .labelstudio import PASSWORD, REPO_ROOT, REQUEST_TIMEOUT_S, USERNAME, LabelStudio, ensure_installed
+from .processes import read_log, tail
 
 
 def pytest_configure(config: pytest.Config) -> None:

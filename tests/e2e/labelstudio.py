@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -20,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from .processes import ServerProcess, free_port, spawn_logged
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LS_VENV = REPO_ROOT / ".venv-ls"
@@ -66,48 +66,6 @@ def checked(response: requests.Response) -> requests.Response:
     return response
 
 
-def free_port() -> int:
-    """A port nobody listens on right now (bind to 0, read it, close).
-
-    Label Studio itself silently moves to the next port when the one asked for is taken, so
-    `LabelStudio.start` verifies readiness on the port asked for rather than trusting the process.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def read_log(path: Path, offset: int = 0) -> str:
-    """The server log from `offset` on: the log is appended across restarts of one data dir,
-    and only this start's part says why this start failed."""
-    if not path.exists():
-        return ""
-    with path.open("rb") as log:
-        log.seek(offset)
-        return log.read().decode(errors="replace")
-
-
-def stop_process_group(process: subprocess.Popen, timeout_s: float) -> None:
-    """SIGTERM to the process's whole group (servers fork workers), then SIGKILL; reap it."""
-    if process.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=timeout_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def tail(text: str, lines: int = 40) -> str:
-    """Last lines of a log, to make a failed start diagnosable from the test output."""
-    return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"
-
-
 def legacy_token(data_dir: Path) -> str:
     """The admin's legacy API token for this data dir: made once, then reused.
 
@@ -147,19 +105,19 @@ def server_env(data_dir: Path, url: str) -> dict[str, str]:
     return env
 
 
-class LabelStudio:
+class LabelStudio(ServerProcess):
     """A running Label Studio process plus an authenticated API session (legacy token)."""
+
+    error = LabelStudioError
+    name = "Label Studio"
+    poll_s = 0.5
 
     def __init__(
         self, process: subprocess.Popen, url: str, token: str, data_dir: Path, log_path: Path, log_offset: int = 0
     ):
-        self.process = process
-        self.url = url
+        super().__init__(process, url, log_path, log_offset)
         self.token = token
         self.data_dir = data_dir
-        self.log_path = log_path
-        self.log_offset = log_offset
-        self.startup_s: float | None = None
         self._personal_access_token: str | None = None
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {token}"
@@ -194,43 +152,15 @@ class LabelStudio:
             "--username", USERNAME, "--password", PASSWORD, "--user-token", token,
         ]  # fmt: skip
         started = time.monotonic()
-        with log_path.open("ab") as log:
-            log_offset = log.tell()
-            process = subprocess.Popen(
-                command,
-                cwd=data_dir,
-                env={**server_env(data_dir, url), **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so stop() reaches every child
-            )
-        server = cls(process, url, token, data_dir, log_path, log_offset)
-        try:
-            server.wait_ready(timeout_s)
-        except BaseException:
-            server.stop()
-            raise
-        server.startup_s = time.monotonic() - started
-        return server
-
-    def wait_ready(self, timeout_s: float) -> None:
-        """Poll /health, then whoami with the token, on *our* port until both answer 200."""
-        deadline = time.monotonic() + timeout_s
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self._fail(f"exited with code {self.process.returncode}")
-            if "is in use" in self.log():
-                self._fail("found its port taken and moved to another one")
-            last = self._probe()
-            if last == "ready":
-                return
-            time.sleep(0.5)
-        self._fail(f"not ready after {timeout_s:.0f} s ({last})")
+        log_offset = log_path.stat().st_size if log_path.exists() else 0
+        process = spawn_logged(command, log_path, cwd=data_dir, env={**server_env(data_dir, url), **(env or {})})
+        return cls(process, url, token, data_dir, log_path, log_offset)._started(started, timeout_s)
 
     def _probe(self) -> str:
-        """One readiness check: 'ready' or why not."""
+        """/health, then whoami with the token, on *our* port: Label Studio moves to another port when its
+        own is taken, and says so only in its log."""
+        if "is in use" in self.log():
+            self._fail("found its port taken and moved to another one")
         try:
             health = requests.get(f"{self.url}/health", timeout=2)
             if health.status_code != 200:
@@ -244,23 +174,10 @@ class LabelStudio:
         except requests.RequestException as exc:
             return f"{type(exc).__name__}"
 
-    def _fail(self, why: str) -> None:
-        raise LabelStudioError(f"Label Studio at {self.url} {why}; last lines of {self.log_path}:\n{tail(self.log())}")
-
-    def log(self) -> str:
-        """What the server logged since this start."""
-        return read_log(self.log_path, self.log_offset)
-
     def stop(self, timeout_s: float = 20.0) -> None:
         """Terminate the whole process group (SIGTERM, then SIGKILL) and reap it."""
         self.session.close()
-        stop_process_group(self.process, timeout_s)
-
-    def __enter__(self) -> LabelStudio:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop(timeout_s)
 
     # ---- raw API ---------------------------------------------------------------------------------
 

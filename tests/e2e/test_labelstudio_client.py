@@ -8,7 +8,8 @@ import pytest
 
 from uie_backend.labelstudio import Connection, LabelStudioError
 
-from .labelstudio import LabelStudio, free_port
+from .labelstudio import LabelStudio
+from .processes import free_port
 from .test_labelstudio_harness import EMOJI_TEXT, LABEL_CONFIG, span
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from .labelstudio import LabelStudio, LabelStudioError, free_port, is_jwt
+from .labelstudio import LabelStudio, LabelStudioError, is_jwt
+from .processes import free_port
 
 pytestmark = pytest.mark.e2e
 

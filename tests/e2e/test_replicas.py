@@ -30,7 +30,8 @@ from uie_backend.training import TrainingRequest
 
 from .backend_process import BackendProcess
 from .conftest import debian_binary
-from .labelstudio import REPO_ROOT, free_port, read_log, stop_process_group, tail
+from .labelstudio import REPO_ROOT
+from .processes import free_port, read_log, spawn_logged, stop_process_group, tail
 
 pytestmark = pytest.mark.e2e
 
@@ -48,10 +49,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("redis")
     port = free_port()
     log_path = folder / "redis.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                    "--appendonly", "no", "--dir", str(folder)],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = spawn_logged([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                            "--dir", str(folder)], log_path)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 20
     while True:
@@ -82,10 +81,8 @@ def cluster(tmp_path_factory, redis_url, random_checkpoint) -> Iterator[tuple[li
         for name in ("worker-1", "worker-2"):
             log_path = shared / f"{name}.log"
             env = BackendProcess.environment(shared / name, 0, folders)
-            with log_path.open("ab") as log:
-                workers.append(subprocess.Popen(
-                    [str(RQ), "worker", "--url", redis_url, "--name", name, redis_jobs.QUEUE],
-                    cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            workers.append(spawn_logged([str(RQ), "worker", "--url", redis_url, "--name", name, redis_jobs.QUEUE],
+                                        log_path, cwd=REPO_ROOT, env=env))
         yield replicas, shared
     finally:
         for worker in workers:
