@@ -1,9 +1,10 @@
 """Optional auto-training: a training run after every N new annotations of a project.
 
 Label Studio sends every annotation event to ``/webhook`` inside the annotator's save, with a 1 s limit, so
-the webhook only counts. When a project reaches N, a timer starts the run ``delay`` seconds later; events
-meanwhile restart the timer, so a burst of saves becomes one run (and the job runner merges a run requested
-while another is going into one follow-up).
+the webhook only counts. The job runner counts (in this process, or in Redis for all replicas together);
+when a project reaches N, a timer starts the run ``delay`` seconds later; events meanwhile restart the timer,
+so a burst of saves becomes one run (and the job runner merges a run requested while another is going into
+one follow-up).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ COUNTED_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREA
 
 
 class AutoTrainer:
-    def __init__(self, every: int, delay_s: float, start_run: Callable[[int, str], None]):
-        self.every, self.delay_s, self._start_run = every, delay_s, start_run
+    def __init__(self, every: int, delay_s: float, start_run: Callable[[int, str], None],
+                 count: Callable[[int, int], bool]):
+        """``count(project_id, every)`` counts one event and says whether it was an ``every``-th."""
+        self.every, self.delay_s, self._start_run, self._count = every, delay_s, start_run, count
         self._lock = threading.Lock()
-        self._counts: dict[int, int] = {}
         self._timers: dict[int, threading.Timer] = {}
 
     def annotation_event(self, project_id: int, label_config: str) -> bool:
@@ -29,11 +31,11 @@ class AutoTrainer:
         if self.every <= 0:
             return False
         with self._lock:
-            count = self._counts.get(project_id, 0) + 1
-            due = count >= self.every or project_id in self._timers
-            self._counts[project_id] = 0 if due else count
-            if not due:
-                return False
+            pending = project_id in self._timers
+        # while a run is pending here, events only push it back: the run will include their annotations
+        if not pending and not self._count(project_id, self.every):
+            return False
+        with self._lock:
             if project_id in self._timers:
                 self._timers[project_id].cancel()
             timer = threading.Timer(self.delay_s, self._fire, args=(project_id, label_config))

@@ -58,6 +58,14 @@ class JobRunner:
         self._follow_up: dict[str, object] = {}
         self._history: deque[Job] = deque(maxlen=HISTORY)
         self._setups: dict[int, dict] = {}
+        self._annotations: dict[int, int] = {}
+
+    def count_annotation(self, project_id: int, every: int) -> bool:
+        """Count one annotation event of the project; True for every ``every``-th (auto-training is due)."""
+        with self._lock:
+            count = self._annotations.get(project_id, 0) + 1
+            self._annotations[project_id] = count % every
+            return count >= every
 
     def remember_setup(self, project_id: int, connection: dict) -> None:
         """Keep what ``/setup`` said (Label Studio's URL and token): Start Training brings neither."""

@@ -47,6 +47,10 @@ SETUP_TTL_S = 30 * 24 * 3600    # a project's Label Studio address and token, un
 WAITING_STATES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED)
 # Deletes the project's "waiting job" claim only if it is still this job's (a newer request may own it).
 _RELEASE_CLAIM = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# Counts an annotation event; at the N-th (ARGV[1]) starts again from 0 and answers 1, atomically, whichever
+# replica the events reach.
+_COUNT_ANNOTATION = ("local n = redis.call('incr', KEYS[1]) "
+                     "if n >= tonumber(ARGV[1]) then redis.call('set', KEYS[1], 0) return 1 end return 0")
 
 
 class QueueUnavailable(RuntimeError):
@@ -59,6 +63,10 @@ def _waiting_key(project: str) -> str:
 
 def _setup_key(project_id: int) -> str:
     return f"uie:project:{project_id}:setup"
+
+
+def _annotations_key(project_id: int) -> str:
+    return f"uie:project:{project_id}:annotations-since-training"
 
 
 def _lock_key(project: str) -> str:
@@ -90,6 +98,11 @@ class RedisJobRunner:
                                failure_ttl=KEEP_RESULTS_S, description=f"train project {project}")
         log.info("project %s: training job %s queued on %s", project, job_id, QUEUE)
         return {"job": job_id, "state": "queued"}
+
+    def count_annotation(self, project_id: int, every: int) -> bool:
+        """Count one annotation event in Redis: every ``every``-th across all replicas makes training due."""
+        with _unavailable_as_error():
+            return bool(self.redis.eval(_COUNT_ANNOTATION, 1, _annotations_key(project_id), every))
 
     def remember_setup(self, project_id: int, connection: dict) -> None:
         """Keep what ``/setup`` said in Redis: Label Studio may send it to one replica and Start Training to

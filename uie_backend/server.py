@@ -44,7 +44,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     _announce_model(settings)
     jobs = _job_runner(settings)
     auto = AutoTrainer(settings.auto_train_every, settings.auto_train_delay,
-                       lambda project_id, config: _submit_training(jobs, settings, config, project_id))
+                       lambda project_id, config: _submit_training(jobs, settings, config, project_id),
+                       count=jobs.count_annotation)
     app.extensions["uie_jobs"] = jobs
 
     def body() -> dict:

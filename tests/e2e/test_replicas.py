@@ -39,7 +39,8 @@ RQ = Path(sys.executable).parent / "rq"
 PROJECT = 5
 # a few epochs: the model's quality is not the point here, the coordination is; every version is served
 # (long enough, ~10 s, for a second request to arrive while the first job trains)
-TRAINING = {**TINY_TRAINING, "UIE_TRAIN_EPOCHS": "30", "UIE_ACTIVATION_POLICY": "always"}
+TRAINING = {**TINY_TRAINING, "UIE_TRAIN_EPOCHS": "30", "UIE_ACTIVATION_POLICY": "always",
+            "UIE_AUTO_TRAIN_EVERY": "4", "UIE_AUTO_TRAIN_DELAY": "0.5"}
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +180,22 @@ def test_start_training_at_one_replica_uses_what_label_studio_told_another_at_se
     assert finished["state"] == "succeeded", finished
     pulls = [r for r in label_studio.requests if "/api/projects/9/" in r["path"]]
     assert pulls and all(r["headers"]["Authorization"] == f"Token {token}" for r in pulls), label_studio.requests
+
+
+def test_auto_training_counts_the_annotations_saved_through_every_replica(cluster):
+    """Every 4th annotation starts a run: two saves reach replica A and two reach B, and B starts it."""
+    (a, b), shared = cluster
+    with FakeLabelStudio(status=200, body=corpus.annotated_tasks(6, seed=11)) as label_studio:
+        a.api("POST", "/setup", json={"project": "11.1712345678", "schema": corpus.LABEL_CONFIG,
+                                      "hostname": label_studio.url, "access_token": "e" * 40})
+        event = {"action": "ANNOTATION_CREATED", "project": {"id": 11, "label_config": corpus.LABEL_CONFIG}}
+        answers = [replica.api("POST", "/webhook", json=event)["status"] for replica in (a, a, b, b)]
+        assert answers == ["counted", "counted", "counted", "auto-training scheduled"], answers
+        wait_for(b, lambda status: any(job["project"] == "11" for job in status["recent"] + status["running"]
+                                       + status["queued"]), "the auto-training run of project 11", timeout_s=30)
+        wait_until_idle(b, shared)
+    runs = [job for job in b.training()["recent"] if job["project"] == "11"]
+    assert [job["state"] for job in runs] == ["succeeded"], runs
 
 
 def test_a_waiting_claim_whose_job_vanished_does_not_block_the_project(redis_url, tmp_path):
