@@ -10,7 +10,7 @@ import pytest
 
 import corpus
 import finetune
-from uie_backend import checkpoint
+from uie_backend import checkpoint, recipe
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = ["人名", "地名", "组织"]
@@ -92,6 +92,7 @@ def test_a_staged_recipe_trains_its_first_stage_first_and_can_learn_from_lac_lab
     assert checkpoint.is_complete(tmp_path / "work" / "first" / "model_best")  # stage 1 ran, in its own folder
     meta = checkpoint.read_meta(tmp_path / "out")
     assert meta["stages"] == ["first", "second"]
+    assert meta["folded_threshold"]["threshold"] in recipe.THRESHOLDS  # chosen on the selection slice
     assert meta["init_from"] == str(tmp_path / "work" / "first" / "model_best")
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     assert "news/train.json (silver: all labels labelled by LAC)" in card

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -133,3 +134,28 @@ def test_the_static_export_is_redone_when_the_weights_change(tmp_path, random_ch
     weights = model / "model_state.pdparams"
     os.utime(weights, (first + 10, first + 10))  # new weights (a checkpoint replaced in place, a git pull)
     assert export_static(model).with_suffix(".pdiparams").stat().st_mtime > first
+
+
+def test_a_folded_threshold_finds_at_0_5_exactly_what_the_model_found_at_that_threshold(random_checkpoint):
+    from uie_backend import checkpoint, trainer
+    from uie_backend.data import doccano_to_examples, tasks_to_doccano
+    import corpus
+
+    paddle_env.set_device("cpu")
+    model, tokenizer = checkpoint.load(random_checkpoint)
+    examples = doccano_to_examples(tasks_to_doccano(corpus.annotated_tasks(12, seed=4)), negative_ratio=1)
+    items = [encode(e, tokenizer, 64) for e in examples]
+    model.eval()
+    start_prob, end_prob = trainer.dygraph_forward(model)(items)
+    threshold = float(np.quantile(np.concatenate([start_prob, end_prob]), 0.6))  # a random model finds spans here
+
+    def spans_at(threshold: float) -> list[list[tuple[int, int]]]:
+        return [[(s, e) for s, e, _ in spans] for spans in
+                trainer.predict_encoded(trainer.dygraph_forward(model), items, 8, threshold)]
+
+    before, unfolded_at_half = spans_at(threshold), spans_at(0.5)
+    trainer.fold_threshold(model, threshold)
+    assert sum(map(len, before)) > 0 and before != unfolded_at_half  # the threshold matters here
+    assert spans_at(0.5) == before
+    reports = trainer.evaluate_at(model, items, [0.4, 0.5])  # one forward pass, one report per threshold
+    assert reports[0.5].to_dict() == trainer.evaluate(model, items).to_dict()

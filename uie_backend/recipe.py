@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 PART_SEED = 2026
 BAR = 0.60  # the project's bar: overall span F1 on People's Daily dev
 CONTAMINATION_NGRAM = 12
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # candidates for fold_best_threshold
 _NOT_CHINESE = re.compile(r"[^\u4e00-\u9fff]")
 SOURCES = {"peoples-daily-1998": peoples_daily_1998}
 WEAK = ("**Status: weak.** Overall span F1 on People's Daily dev is {f1:.2f}; the project's bar is 0.60 and its goal "
@@ -126,6 +127,28 @@ def starting_point(config: dict, config_path: Path, corpora: Path, workdir: Path
     return base
 
 
+def fold_best_threshold(model_dir: Path, select_examples: list[dict], max_seq_len: int) -> dict:
+    """Fold the pointer threshold that scores best on the selection slice into the model, once.
+
+    Positive weighting (``positive_weight``) makes a model trained from scratch over-predict at 0.5; the
+    best threshold is chosen on the selection slice (never on an evaluation set) and folded into the
+    pointer heads, so that serving, the evaluation below and later fine-tunes all keep using 0.5.
+    """
+    meta = checkpoint.read_meta(model_dir)
+    if "folded_threshold" in meta:  # a resumed run whose best checkpoint is already folded
+        return meta["folded_threshold"]
+    model, tokenizer = checkpoint.load(model_dir)
+    items = [trainer.encode(e, tokenizer, max_seq_len) for e in trainer.split_long_examples(select_examples, max_seq_len)]
+    reports = trainer.evaluate_at(model, items, THRESHOLDS)
+    best = max(THRESHOLDS, key=lambda t: (round(reports[t].overall.f1, 4), t == 0.5))
+    trainer.fold_threshold(model, best)
+    folded = {"threshold": best, "selection_f1": {str(t): round(r.overall.f1, 4) for t, r in reports.items()}}
+    kept = {k: v for k, v in meta.items() if k not in ("version", "created_at")}
+    checkpoint.save(model, tokenizer, model_dir, {**kept, "folded_threshold": folded})
+    log.info("threshold %.2f folded into the pointer heads (selection F1 %s)", best, folded["selection_f1"])
+    return folded
+
+
 def _stages(meta: dict) -> list[str]:
     """The recipes a checkpoint went through (older checkpoints name only their own)."""
     return meta.get("stages") or ([meta["recipe"]] if "recipe" in meta else [])
@@ -171,6 +194,7 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
     seconds = result.seconds  # training time across resumptions, not just this invocation
 
     model = workdir / "model_best"
+    folded = fold_best_threshold(model, select_examples, hp["max_seq_len"])
     scores = {}
     baselines = {}  # LAC on the same sentences, where it knows every label the set is scored on
     for spec in config["evaluate"]:
@@ -187,6 +211,7 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
             model, doccano_to_examples(made, syn["labels"], negative_ratio=2), hp["max_seq_len"], device="auto")
 
     summary = {"recipe": config["name"], "steps": result.steps, "train_seconds": round(seconds),
+               "folded_threshold": folded,
                "steps_per_s": round(result.steps / max(seconds, 1e-9), 2),
                "examples_per_s": round(result.steps * hp["batch_size"] / max(seconds, 1e-9), 1),
                "training_examples": len(train_examples), "corpora": sizes,
@@ -227,7 +252,9 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
               "",
               f"Training: {summary['steps']} steps in {summary['train_seconds']} s "
               f"({summary['steps_per_s']} steps/s, {summary['examples_per_s']} examples/s) on "
-              "the CPU of a 2-core machine; hyper-parameters in the recipe file.", "",
+              "the CPU of a 2-core machine; hyper-parameters in the recipe file. The pointer threshold that "
+              f"scored best on the selection slice, {summary['folded_threshold']['threshold']}, is folded into the "
+              "pointer heads (`recipe.fold_best_threshold`), so the model is served at the usual 0.5.", "",
               *[f"- {note}" for note in config.get("history", [])], "",
               "What Start Training buys on a domain it never saw: [learning_curve.md](learning_curve.md) "
               "(`bench/learning_curve.py`).", "",

@@ -246,14 +246,42 @@ def predict_encoded(forward: Forward, items: Sequence[Encoded], batch_size: int,
 
 def evaluate(model, items: Sequence[Encoded], batch_size: int = 32, threshold: float = 0.5) -> SpanReport:
     """Span-level exact-match P/R/F1 per prompt label on encoded examples (the one metric, see metrics.py)."""
+    return evaluate_at(model, items, [threshold], batch_size)[threshold]
+
+
+def evaluate_at(model, items: Sequence[Encoded], thresholds: Sequence[float],
+                batch_size: int = 32) -> dict[float, SpanReport]:
+    """:func:`evaluate` at each of several pointer thresholds, from one forward pass over ``items``."""
     was_training = model.training
     model.eval()
-    predicted = predict_encoded(dygraph_forward(model), items, batch_size, threshold)
+    forward, outputs = dygraph_forward(model), {}
+
+    def remembered(batch):  # predict_encoded batches the same way at every threshold
+        key = tuple(id(e) for e in batch)
+        if key not in outputs:
+            outputs[key] = forward(batch)
+        return outputs[key]
+
+    gold = [e.gold for e in items]
+    reports = {}
+    for threshold in thresholds:
+        predicted = predict_encoded(remembered, items, batch_size, threshold)
+        reports[threshold] = score_spans(gold, [{(e.prompt, s, t) for s, t, _ in spans}
+                                                for e, spans in zip(items, predicted)])
     if was_training:
         model.train()
-    gold = [e.gold for e in items]
-    pred = [{(e.prompt, s, t) for s, t, _ in spans} for e, spans in zip(items, predicted)]
-    return score_spans(gold, pred)
+    return reports
+
+
+def fold_threshold(model, threshold: float) -> None:
+    """Shift both pointer heads so that probability > 0.5 now means what probability > ``threshold`` meant.
+
+    A model trained with positive weighting over-predicts at 0.5; folding its best threshold into the
+    weights keeps one threshold (0.5) for serving, evaluation and every later fine-tune.
+    """
+    shift = np.float32(np.log(threshold / (1 - threshold)))
+    for head in (model.linear_start, model.linear_end):
+        head.bias.set_value(head.bias.numpy() - shift)
 
 
 # --- training -------------------------------------------------------------------------------------------
