@@ -20,6 +20,10 @@ from uie_backend.data import doccano_to_examples, tasks_to_doccano  # noqa: E402
 
 import corpus  # noqa: E402
 
+# What the project learnt before it started (recorded Label Studio payloads, corpora): beside the project root,
+# here and in CI. Tests read from it but never need it to run the product.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
 # Hyper-parameters that take a randomly initialised tiny UIE to useful accuracy on the corpus in ~30 s.
 TINY_TRAINING = {"UIE_TRAIN_LR": "1e-3", "UIE_TRAIN_BATCH_SIZE": "8", "UIE_TRAIN_EPOCHS": "250",
                  "UIE_TRAIN_MAX_SEQ_LEN": "64"}

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import install_model
+from conftest import SHARED, install_model
 from corpus import LABEL_CONFIG
 from my_ml_backend import UIEBackend
 from uie_backend.server import create_app
 
-PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "docs" / "label-studio-payloads"
+PAYLOADS = SHARED / "docs" / "label-studio-payloads"
 
 
 @pytest.fixture

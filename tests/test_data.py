@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -19,8 +18,10 @@ from uie_backend.data import (
 )
 from uie_backend.labelconfig import SpanControl
 
-PAYLOADS = Path("/work/shared/docs/label-studio-payloads")
-REAL_EXPORT = Path("/work/shared/data/ner/product_titles/all.json")
+from conftest import SHARED
+
+PAYLOADS = SHARED / "docs" / "label-studio-payloads"
+REAL_EXPORT = SHARED / "data" / "ner" / "product_titles" / "all.json"
 
 
 def region(start, end, *labels, text=None, region_id="r", from_name="label", to_name="text"):
@@ -99,7 +100,6 @@ def test_non_utf8_file_is_a_data_error(tmp_path):
         load_tasks(path)
 
 
-@pytest.mark.skipif(not PAYLOADS.is_dir(), reason="recorded Label Studio payloads not available")
 def test_recorded_export_and_legacy_train_payload(tmp_path):
     [exported] = load_tasks(PAYLOADS / "exported_annotation.json")
     record = task_to_doccano(exported)
@@ -110,7 +110,6 @@ def test_recorded_export_and_legacy_train_payload(tmp_path):
     assert records and all(record["entities"] for record in records)
 
 
-@pytest.mark.skipif(not REAL_EXPORT.is_file(), reason="real export not available")
 def test_real_export_converts_with_matching_entity_text():
     tasks = load_tasks(REAL_EXPORT)
     records = tasks_to_doccano(tasks)

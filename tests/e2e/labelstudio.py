@@ -1,7 +1,7 @@
 """Start a real Label Studio 1.23 for end-to-end tests, and talk to its REST API.
 
 Why a real server: the backend's contract is whatever Label Studio actually sends and accepts
-(see /work/shared/docs/label-studio-protocol.md); mocks would only test our reading of the docs.
+(see ../shared/docs/label-studio-protocol.md); mocks would only test our reading of the docs.
 Label Studio runs from its own venv (`.venv-ls`, created by scripts/install_label_studio.sh) so its
 Django/SDK pins never meet the backend's. The tests only need `requests` from the backend's venv.
 """
