@@ -36,7 +36,7 @@ _NOT_CHINESE = re.compile(r"[^\u4e00-\u9fff]")
 SOURCES = {"peoples-daily-1998": peoples_daily_1998}
 WEAK = ("**Status: weak.** Overall span F1 on People's Daily dev is {f1:.2f}; the project's bar is 0.60 and its goal "
         "LAC's ({lac}). It finds the plain cases (common names, places, organisations, products, weather words) and "
-        "invents some spans: serve it to get the loop going offline, and press Start Training early; it improves "
+        "misses or cuts others: serve it to get the loop going offline, and press Start Training early; it improves "
         "with each run (it is the starting point fine-tuning continues from).")
 GOOD = ("**Status:** overall span F1 on People's Daily dev is {f1:.2f}, over the project's bar of 0.60; LAC, the goal, "
         "scores {lac} on the same sentences. Serve it to get the loop going offline and press Start Training early: "
@@ -251,7 +251,7 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
               "(Jie et al. 2019)). 价格 and 天气 come from the seeded generator `uie_backend/synthetic.py`.",
               *[f"`{spec['source']}`: {SOURCES[spec['source']].SOURCE}." for spec in config["train"] if "source" in spec],
               "",
-              f"Training: {summary['steps']} steps in {summary['train_seconds']} s "
+              f"Training (this stage): {summary['steps']} steps in {summary['train_seconds']} s "
               f"({summary['steps_per_s']} steps/s, {summary['examples_per_s']} examples/s) on "
               "the CPU of a 2-core machine; hyper-parameters in the recipe file. The pointer threshold that "
               f"scored best on the selection slice, {summary['folded_threshold']['threshold']}, is folded into the "
