@@ -53,7 +53,8 @@ def corpus_records(corpora: Path, spec: dict, label_map: dict[str, str]) -> list
     is part of that organisation). Evaluation specs never have a teacher.
     """
     if "source" in spec:
-        records = SOURCES[spec["source"]].records(SOURCES[spec["source"]].fetch(REPO_ROOT / ".cache" / spec["source"]))
+        source = SOURCES[spec["source"]]
+        records = source.records(source.fetch(REPO_ROOT / ".cache" / spec["source"]))
     else:
         records = tasks_to_doccano(load_tasks(corpora / spec["file"]))
     keep = set(spec["labels"])
