@@ -31,11 +31,9 @@ class AutoTrainer:
         if self.every <= 0:
             return False
         with self._lock:
-            pending = project_id in self._timers
-        # while a run is pending here, events only push it back: the run will include their annotations
-        if not pending and not self._count(project_id, self.every):
-            return False
-        with self._lock:
+            # while a run is pending here, events only push it back: the run will include their annotations
+            if project_id not in self._timers and not self._count(project_id, self.every):
+                return False
             if project_id in self._timers:
                 self._timers[project_id].cancel()
             timer = threading.Timer(self.delay_s, self._fire, args=(project_id, label_config))
