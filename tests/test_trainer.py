@@ -159,3 +159,21 @@ def test_a_folded_threshold_finds_at_0_5_exactly_what_the_model_found_at_that_th
     assert spans_at(0.5) == before
     reports = trainer.evaluate_at(model, items, [0.4, 0.5])  # one forward pass, one report per threshold
     assert reports[0.5].to_dict() == trainer.evaluate(model, items).to_dict()
+
+
+def test_batches_drawn_from_a_length_pool_hold_similar_lengths_and_every_example_once():
+    import random
+
+    from uie_backend.trainer import Encoded, _batches
+
+    items = [Encoded([0] * length, [], [], [], [], "", "", set()) for length in random.Random(0).choices(range(5, 129), k=640)]
+    pooled = _batches(items, 32, random.Random(1), pool=10)
+    shuffled = _batches(items, 32, random.Random(1), pool=1)
+
+    def padded(batches):
+        return sum(32 * max(len(e.input_ids) for e in batch) for batch in batches)
+
+    assert sorted(map(id, (e for b in pooled for e in b))) == sorted(map(id, items))
+    assert padded(pooled) < 0.7 * padded(shuffled)  # shuffled batches are padded to near the longest (128)
+    assert [len(b[0].input_ids) for b in pooled] != sorted(len(b[0].input_ids) for b in pooled)  # not length order
+    assert [[id(e) for e in b] for b in pooled] == [[id(e) for e in b] for b in _batches(items, 32, random.Random(1), 10)]
