@@ -142,3 +142,15 @@ def test_lac_can_teach_only_some_labels_and_its_organisations_absorb_the_places_
     [record] = corpus_records(tmp_path, spec, {})
     found = sorted((e["label"], text[e["start_offset"]:e["end_offset"]]) for e in record["entities"])
     assert found == [("人名", "周小川"), ("地名", "北京"), ("组织", "中国人民银行")]  # LAC's 时间 not taught, 中国 absorbed
+
+
+def test_news_sentences_without_a_price_or_weather_word_teach_that_those_labels_are_absent():
+    from uie_backend.recipe import absent_label_examples
+
+    plain = [{"text": f"国务院总理第{n}次会见了客人。", "entities": []} for n in range(400)]
+    hinted = [{"text": f"第{n}天北京有小雨，白菜两块钱一斤。", "entities": []} for n in range(400)]
+    examples = absent_label_examples(plain + hinted, ["价格", "天气"], fraction=0.25)
+    assert 60 < len(examples) < 140  # about a quarter of the 400 plain sentences, none of the hinted ones
+    assert {e["content"] for e in examples} <= {r["text"] for r in plain}
+    assert {e["prompt"] for e in examples} == {"价格", "天气"} and all(e["result_list"] == [] for e in examples)
+    assert absent_label_examples(plain, ["天气"], fraction=0.25) == absent_label_examples(plain, ["天气"], 0.25)

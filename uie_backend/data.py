@@ -268,8 +268,9 @@ def label_counts(records: Iterable[dict]) -> Counter[str]:
 # -- doccano records -> UIE examples ----------------------------------------------------------------
 
 
-def _record_key(record: dict) -> str:
-    # Keyed by task id so a task keeps its split and its sampled negatives as the data set grows.
+def record_key(record: dict) -> str:
+    """What seeds a record's random draws (split, sampled negatives): its task id, else its text, so a
+    task keeps its draws as the data set grows."""
     if record.get("id") is not None:
         return f"id:{record['id']}"
     return f"text:{record.get('text')}"
@@ -332,7 +333,7 @@ def doccano_to_examples(
             examples.append({"content": text, "result_list": result_list, "prompt": label})
         absent = [label for label in labels if label not in spans]
         wanted = negative_ratio * max(1, len(spans))
-        rng = random.Random(f"{seed}:{_record_key(record)}")
+        rng = random.Random(f"{seed}:{record_key(record)}")
         for label in rng.sample(absent, min(wanted, len(absent))):
             examples.append({"content": text, "result_list": [], "prompt": label})
     return examples
@@ -376,7 +377,7 @@ def split_records(
     fallback = max(i for i, part in enumerate(splits) if part > 0)
     buckets: tuple[list[dict], ...] = tuple([] for _ in splits)
     for record in records:
-        point = _unit_hash(seed, _record_key(record))
+        point = _unit_hash(seed, record_key(record))
         index = next((i for i, bound in enumerate(bounds) if point < bound), fallback)
         buckets[index].append(record)
     return buckets

@@ -15,13 +15,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import random
 import re
 import shutil
 from pathlib import Path
 
 from . import checkpoint, peoples_daily_1998, synthetic, trainer
 from .config import REPO_ROOT
-from .data import doccano_to_examples, load_tasks, split_records, tasks_to_doccano
+from .data import doccano_to_examples, load_tasks, record_key, split_records, tasks_to_doccano
 from .jsonio import write_json
 from .lac import LAC_LABELS
 from .metrics import SpanReport, score_spans, spans_from_doccano
@@ -105,6 +106,24 @@ def decontaminate(records: list[dict], evaluation_texts: set[str], length: int =
     return [record for record in records if seen.isdisjoint(runs(record["text"]))]
 
 
+def absent_label_examples(records: list[dict], labels: list[str], fraction: float, seed: int = PART_SEED) -> list[dict]:
+    """Negative examples asking a real corpus for labels only the synthetic sentences teach.
+
+    价格 and 天气 are otherwise asked only of generated sentences, where the answer is always there, so the
+    model learns to answer them on any text (天气 on "国务院"). About ``fraction`` of the records, those
+    with no sign of such a span (:func:`synthetic.may_mention`), ask one of ``labels`` and expect nothing.
+    """
+    examples = []
+    for record in records:
+        rng = random.Random(f"{seed}:{record_key(record)}")
+        if rng.random() >= fraction:
+            continue
+        label = rng.choice(labels)
+        if not synthetic.may_mention(label, record["text"]):
+            examples.append({"content": record["text"], "result_list": [], "prompt": label})
+    return examples
+
+
 @functools.cache
 def _lac():
     from . import lac
@@ -176,6 +195,10 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
         keep, held = split_records(clean, (1 - config["selection_fraction"], config["selection_fraction"]))
         train_examples += doccano_to_examples(keep, spec["labels"], negative_ratio=hp["negative_ratio"])
         select_examples += doccano_to_examples(held, spec["labels"], negative_ratio=len(spec["labels"]))
+        if "absent_labels" in spec:
+            absent = spec["absent_labels"]
+            train_examples += absent_label_examples(keep, absent["labels"], absent["fraction"])
+            select_examples += absent_label_examples(held, absent["labels"], absent["fraction"])
         sizes[corpus_name(spec)] = len(keep)
     syn = config.get("synthetic")
     if syn:

@@ -8,6 +8,7 @@ the pattern, not how it does on real text.
 from __future__ import annotations
 
 import random
+import re
 
 PRODUCTS = ["手机", "笔记本电脑", "耳机", "冰箱", "洗衣机", "电视", "运动鞋", "羽绒服", "咖啡机", "平板电脑"]
 PLACES = ["北京", "上海", "广州", "深圳", "杭州", "成都", "武汉", "西安", "南京", "重庆", "天津", "长沙"]
@@ -24,6 +25,15 @@ TEMPLATES = [
     ("受冷空气影响，{place}今晚有{天气}。", "天气"),
     ("{place}今天{天气}，这台{product}只卖{价格}。", "价格 天气"),
 ]
+
+# Any sign that a real sentence might hold a price or a weather word. A sentence without one can safely
+# teach "no 价格/天气 here" (recipe.absent_label_examples); a sentence with one is left out, not judged.
+CUES = {"价格": re.compile(r"[元块¥￥$钱价]"), "天气": re.compile(r"[雨雪晴阴雾霾霜雹风云冷热暖寒]|气温|天气|温度")}
+
+
+def may_mention(label: str, text: str) -> bool:
+    """Whether ``text`` shows a sign of holding a ``label`` (价格 or 天气) span."""
+    return bool(CUES[label].search(text))
 
 
 def price(rng: random.Random) -> str:
