@@ -144,6 +144,17 @@ def test_lac_can_teach_only_some_labels_and_its_organisations_absorb_the_places_
     assert found == [("人名", "周小川"), ("地名", "北京"), ("组织", "中国人民银行")]  # LAC's 时间 not taught, 中国 absorbed
 
 
+def test_lac_teaches_no_government_as_an_organisation_the_place_before_it_stays_a_place(tmp_path):
+    from uie_backend.recipe import corpus_records
+
+    text = "声明说，印度政府已采取了保卫国家安全的所有必要措施。"
+    assert ("组织", 4, 8) in recipe._lac().spans([text])[0]  # LAC: 印度政府 is an organisation
+    write(tmp_path / "news.json", [corpus.task(1, text, [("地名", 4, 6)])])
+    spec = {"file": "news.json", "labels": LABELS, "teacher": "lac", "teacher_labels": ["组织"]}
+    [record] = corpus_records(tmp_path, spec, {})
+    assert [(e["label"], text[e["start_offset"]:e["end_offset"]]) for e in record["entities"]] == [("地名", "印度")]
+
+
 def test_news_sentences_without_a_price_or_weather_word_teach_that_those_labels_are_absent():
     from uie_backend.recipe import absent_label_examples
 
