@@ -18,10 +18,12 @@ def test_the_embedded_model_is_served_offline_and_finds_obvious_entities(tmp_pat
     assert source.path == REPO / "models" / "uie-zh-small"
     texts = ["张三明天要去北京参加华为的发布会。", "国务院总理李强在人民大会堂会见了法国总统马克龙。",
              "杭州明天有小雨，这台冰箱只要3999元。"]
-    found = {(e.label, e.text) for entities in Predictor(source, settings).extract(texts, LABELS) for e in entities}
+    found = [{(e.label, e.text) for e in entities} for entities in Predictor(source, settings).extract(texts, LABELS)]
     # a weak model (see its model card): these are the plain cases it must get
     assert {("地名", "北京"), ("人名", "李强"), ("组织", "国务院"), ("天气", "小雨"), ("地名", "杭州"),
-            ("产品", "冰箱")} <= found
+            ("产品", "冰箱")} <= set().union(*found)
+    # 价格 and 天气 are learnt from generated sentences only; news text must not be answered as either
+    assert not {label for label, _ in found[0] | found[1]} & {"价格", "天气"}
 
 
 def test_fine_tuning_the_embedded_model_uses_its_recommended_learning_rate_unless_one_is_set():
