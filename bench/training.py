@@ -87,6 +87,5 @@ def main() -> None:
           ["model", "examples", "mean text chars", "batches", "steps timed", "ms/step", "steps/s", "examples/s"], rows)
 
 
-
 if __name__ == "__main__":
     main()
