@@ -148,7 +148,7 @@ def split_long_examples(examples: Sequence[dict], max_seq_len: int) -> list[dict
     return out
 
 
-def _batches(items: Sequence[Encoded], batch_size: int, rng: random.Random, pool: int = 1) -> list[list[Encoded]]:
+def _batches(items: Sequence[Encoded], batch_size: int, rng: random.Random, pool: int) -> list[list[Encoded]]:
     """Shuffled batches; with ``pool`` > 1, of similar lengths.
 
     A batch is padded to its longest example, so a random batch of news sentences is less than half real
