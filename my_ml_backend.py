@@ -19,7 +19,7 @@ from typing import Any
 
 from label_studio_ml.model import LabelStudioMLBase
 
-from uie_backend import predictor, regions, training
+from uie_backend import lineages, predictor, regions, training
 from uie_backend.config import Settings
 from uie_backend.labelconfig import parse_label_config
 
@@ -43,23 +43,32 @@ class UIEBackend(LabelStudioMLBase):
 
     @property
     def model_version(self) -> str:
-        return predictor.resolve_source(self.settings).version
+        """The base model's version: what a project is served until it trains."""
+        return lineages.base_source(self.settings).version
 
     def predict(self, tasks: list[dict], context: Any = None, **kwargs: Any) -> list[dict]:
-        """One prediction per task, in order (label-studio-ml's contract); problems are logged."""
-        results, errors = self.predict_with_errors(tasks, context)
+        """One prediction per task, in order (label-studio-ml's contract); problems are logged.
+
+        label-studio-ml's server does not pass the project on; Label Studio's tasks carry it.
+        """
+        project = tasks[0].get("project") if tasks and isinstance(tasks[0], dict) else None
+        results, errors = self.predict_with_errors(
+            tasks, context, project_id=project if isinstance(project, int) and not isinstance(project, bool) else None)
         for error in errors:
             log.warning("task %s: %s %s", error.task, error.field, error.message)
         return results
 
-    def predict_with_errors(self, tasks: list[dict], context: Any = None, deadline: float | None = None):
-        """Predictions plus the per-task problems (missing or non-string text) that produced empty ones;
-        past ``deadline`` (``time.monotonic()``) it raises ``predictor.PredictionTimeout``."""
-        return regions.predict_tasks(tasks, self.controls, predictor.current(self.settings), context, deadline)
+    def predict_with_errors(self, tasks: list[dict], context: Any = None, deadline: float | None = None,
+                            project_id: int | None = None):
+        """Predictions by the model ``project_id`` is served, plus the per-task problems (missing or
+        non-string text) that produced empty ones; past ``deadline`` (``time.monotonic()``) it raises
+        ``predictor.PredictionTimeout``."""
+        model = predictor.for_project(self.settings, project_id)
+        return regions.predict_tasks(tasks, self.controls, model, context, deadline)
 
     def fit(self, tasks, workdir: str | None = None, **kwargs: Any) -> dict:
         """Fine-tune on ``tasks`` (annotated Label Studio tasks) or, when none are given, on the project's
-        annotations pulled from Label Studio; the new model is served once it is better than the old one."""
+        annotations pulled from Label Studio; the project is served the new model once it is better."""
         data = kwargs.get("data") or {}
         project = data.get("project") if isinstance(data.get("project"), dict) else {}
         request = training.TrainingRequest(

@@ -77,7 +77,7 @@ def bench_size(size: str, plan: Plan, results: Tables) -> None:
             restart = server.wait_first_prediction()
             progress(f"{size}: cold start {first_start:.1f} s, restart {restart:.1f} s")
             backend = UIEBackend(label_config=LABEL_CONFIG)
-            model = predictor.current(backend.settings)
+            model = predictor.for_project(backend.settings, None)
             peaks = {}
 
             progress(f"{size}: single-task latency, {plan.latency_requests} requests")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from uie_backend.config import Settings
-from uie_backend.predictor import Predictor, resolve_source
+from uie_backend.lineages import base_source
+from uie_backend.predictor import Predictor
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = ["人名", "地名", "组织", "时间", "产品", "价格", "天气"]
@@ -14,7 +15,7 @@ LABELS = ["人名", "地名", "组织", "时间", "产品", "价格", "天气"]
 def test_the_embedded_model_is_served_offline_and_finds_obvious_entities(tmp_path):
     settings = Settings(checkpoint_dir=tmp_path / "checkpoint", named_model="", device="cpu",
                         ppnlp_home=tmp_path / "ppnlp")  # default_model: the repository's models/uie-zh-small
-    source = resolve_source(settings)
+    source = base_source(settings)
     assert source.path == REPO / "models" / "uie-zh-small"
     texts = ["张三明天要去北京参加华为的发布会。", "国务院总理李强在人民大会堂会见了法国总统马克龙。",
              "杭州明天有小雨，这台冰箱只要3999元。"]

@@ -19,7 +19,7 @@ import pytest
 from conftest import install_model
 from corpus import LABEL_CONFIG
 from my_ml_backend import UIEBackend
-from uie_backend import registry
+from uie_backend import lineages, registry
 from uie_backend.config import Settings
 from uie_backend.server import create_app
 
@@ -218,22 +218,25 @@ def test_xinclude_is_never_processed(backend_env, random_checkpoint):
 @pytest.mark.parametrize("name", ["..", "%2e%2e", "%2E%2E", ".", "..%2f..%2fetc", "a%2fb", "..%5c..", "%2fetc",
                                   "~", "model_best", "versions", ".incoming-v.abc", ".model_best.1.2", " ", "%00"])
 def test_activate_takes_a_version_name_never_a_path(backend_env, random_checkpoint, name, tmp_path):
-    version = registry.add(random_checkpoint, backend_env.checkpoint_dir).id
-    registry.activate(version, backend_env.checkpoint_dir)
-    # complete checkpoints where a path-like name could lead: a hidden staging dir, a sibling of the registry
-    staged = registry.versions_dir(backend_env.checkpoint_dir) / ".incoming-v.abc"
-    for decoy in (staged, backend_env.checkpoint_dir / "elsewhere", tmp_path / "etc"):
+    lineage = lineages.project_dir(backend_env, 3)
+    version = registry.add(random_checkpoint, lineage).id
+    registry.activate(version, lineage)
+    # complete checkpoints where a path-like name could lead: a hidden staging dir, a sibling of the registry,
+    # the base lineage, another project's lineage
+    staged = registry.versions_dir(lineage) / ".incoming-v.abc"
+    for decoy in (staged, lineage / "elsewhere", tmp_path / "etc", backend_env.checkpoint_dir / "versions" / "base",
+                  lineages.project_dir(backend_env, 4) / "versions" / "other"):
         if not decoy.exists():
             shutil.copytree(random_checkpoint, decoy)
-    before = os.readlink(backend_env.model_best)
-    listing = sorted(os.listdir(backend_env.checkpoint_dir))
+    before = os.readlink(lineage / "model_best")
+    listing = sorted(os.listdir(lineage))
     client = create_app(UIEBackend).test_client()
-    answer = client.post(f"/versions/{name}/activate", follow_redirects=True)  # "//" is merged by a 308 first
+    answer = client.post(f"/versions/{name}/activate?project=3", follow_redirects=True)  # "//" is merged by a 308 first
     assert answer.status_code in (404, 405), (name, answer.status_code, answer.json)
     assert answer.json["error"] and answer.json["detail"]
-    assert os.readlink(backend_env.model_best) == before
-    assert sorted(os.listdir(backend_env.checkpoint_dir)) == listing
-    assert [v["version"] for v in client.get("/versions").json["details"]] == [version]
+    assert os.readlink(lineage / "model_best") == before
+    assert sorted(os.listdir(lineage)) == listing
+    assert [v["version"] for v in client.get("/versions?project=3").json["details"]] == [version]
 
 
 def test_a_configured_label_studio_url_wins_over_the_setup_hostname(backend_env, random_checkpoint, monkeypatch):

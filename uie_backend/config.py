@@ -74,7 +74,11 @@ class Settings:
         "When a trained model is served: `if-not-worse` (dev F1 at least the active model's), `always`, "
         "or `never-auto` (only by `versions.py activate` / `POST /versions/<id>/activate`).")
     train_from: str = _setting(
-        "UIE_TRAIN_FROM", "active", "Fine-tune from the `active` model, or from this checkpoint directory.")
+        "UIE_TRAIN_FROM", "", "A checkpoint directory that is every project's base: served until the project "
+        "trains, and fine-tuned by each of its runs. Empty: `model_best`, else `UIE_MODEL`, else the embedded model.")
+    max_loaded_models: int = _setting(
+        "UIE_MAX_LOADED_MODELS", 4, "Model versions kept loaded per server process (projects served the same "
+        "version share one); the least recently used is unloaded first.")
     negative_ratio: int = _setting("UIE_NEGATIVE_RATIO", 5, "Negative prompts per positive one in training data.")
     label_studio_url: str = _setting(
         "LABEL_STUDIO_URL", "", "Label Studio address for pulling annotations (default: the `hostname` sent to /setup).")
@@ -118,6 +122,10 @@ class Settings:
             except ValueError:
                 raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
         settings = cls(**values)
+        if settings.train_from == "active":  # the old default's name: fine-tune what projects are served
+            settings = dataclasses.replace(settings, train_from="")
+        if settings.max_loaded_models < 1:
+            raise ValueError("UIE_MAX_LOADED_MODELS must be at least 1")
         settings.thresholds()  # parse now: a typo fails at start-up, not at the first prediction
         if settings.engine not in ("fast", "taskflow"):
             raise ValueError("UIE_ENGINE must be `fast` or `taskflow`")

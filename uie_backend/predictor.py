@@ -1,10 +1,10 @@
-"""Where predictions are made: one UIE Taskflow per process, batched over texts and labels.
+"""Where predictions are made: the loaded models of this process, batched over texts and labels.
 
-The model is chosen in this order: the fine-tuned ``checkpoint/model_best``; else the PaddleNLP model
-named by ``UIE_MODEL`` (``uie-base``; PaddleNLP downloads it, so only online); else nothing, with a message
-saying where to put a checkpoint. A Taskflow object never picks up new weights, so when the active model
-changes (a training run finished, in this or any other process) a new one is built and swapped in whole:
-a request sees either the old model or the new one, never a half-loaded one.
+Which model a project is served is decided by lineages.py (its active version, else the base). A loaded
+model never picks up new weights, so when a project's active version changes (a training run finished,
+or a rollback, in this or any other process) the new version is loaded as a model of its own and the
+project switches to it whole: a request sees either the old model or the new one, never a half-loaded one.
+Projects served the same version share one loaded model, and a bounded number stay loaded.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from . import checkpoint, paddle_env, trainer, windows
+from . import checkpoint, lineages, paddle_env, trainer, windows
 from .config import Settings
 from .inference import StaticForward
+from .lineages import ModelSource, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
 CHUNK_BATCHES = 8  # batches per lock hold in Predictor.extract
-
-
-class ModelUnavailable(RuntimeError):
-    """No model can be loaded; the message tells the user what to do."""
 
 
 class PredictionTimeout(RuntimeError):
@@ -43,36 +41,6 @@ class Entity:
 
     def shifted(self, by: int) -> "Entity":
         return replace(self, start=self.start + by, end=self.end + by)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    version: str
-    path: Path | None = None    # a checkpoint directory, or
-    name: str | None = None     # a PaddleNLP model name
-
-    def describe(self) -> str:
-        return str(self.path) if self.path else f"PaddleNLP model {self.name!r}"
-
-
-def resolve_source(settings: Settings) -> ModelSource:
-    """Which model to serve now. Cheap (reads one small JSON file): called on every request.
-
-    In order: the active fine-tuned model (``model_best``); else the PaddleNLP model named by ``UIE_MODEL``;
-    else the embedded offline model; else nothing, with a message saying where to put a checkpoint.
-    """
-    best = settings.model_best
-    if best.exists():
-        real = best.resolve()  # the immutable version directory model_best points at
-        checkpoint.check(real)
-        return ModelSource(version=checkpoint.model_version(real), path=real)
-    if settings.named_model:
-        return ModelSource(version=settings.named_model, name=settings.named_model)
-    if settings.default_model.name and checkpoint.is_complete(settings.default_model):
-        return ModelSource(version=checkpoint.model_version(settings.default_model), path=settings.default_model)
-    raise ModelUnavailable(
-        f"no model to serve: put a fine-tuned UIE checkpoint (the five files of `finetune.py`'s output) in "
-        f"{best}, or set UIE_MODEL to a PaddleNLP UIE model name such as uie-base (needs internet once)")
 
 
 class Predictor:
@@ -200,48 +168,78 @@ class TaskflowEngine:
         return found
 
 
-_current: Predictor | None = None
-_failed: tuple[ModelSource, str] | None = None  # the last source that failed to load, and why
-_swap_lock = threading.Lock()
+_loaded: OrderedDict[tuple[ModelSource, Settings], Predictor] = OrderedDict()  # least recently used first
+_serving: dict[int | None, tuple[ModelSource, Settings]] = {}  # project -> what it was last served
+_failed: dict[tuple[ModelSource, Settings], str] = {}  # sources that failed to load, and why
+_cache_lock = threading.Lock()  # guards the three dicts; held for dict operations only
+_load_lock = threading.Lock()   # one load at a time: two big models loading at once could exhaust memory
 
 
-def current(settings: Settings) -> Predictor:
-    """The process's predictor for the active model, (re)loading it when the active model changed.
+def for_project(settings: Settings, project_id: int | None) -> Predictor:
+    """The loaded model a project is served now, loading it when it is not loaded yet.
 
-    While one thread loads a new model, other requests keep being answered by the old one; a model that
-    fails to load is not retried on every request, and the old one stays in service.
+    Projects served the same version share one loaded model; at most ``UIE_MAX_LOADED_MODELS`` are kept,
+    the least recently used unloaded first. While a project's new version loads, its requests keep being
+    answered by the version it had (when that is still loaded); a version that fails to load is not retried
+    on every request, and the project keeps the one it had.
     """
-    global _current, _failed
-    predictor = _current
+    previous = _previous(settings, project_id)
     try:
-        source = resolve_source(settings)
+        source = lineages.source_for(settings, project_id)
     except (ModelUnavailable, checkpoint.CheckpointError) as exc:
-        if predictor is None or predictor.settings != settings:
+        if previous is None:
             raise ModelUnavailable(str(exc)) from None
-        log.error("the active model is unusable (%s); still serving %s", exc, predictor.version)
-        return predictor
-    if predictor is not None and predictor.settings == settings and (
-            predictor.source == source or (_failed and _failed[0] == source)):
-        return predictor
-    if not _swap_lock.acquire(blocking=predictor is None):
-        return predictor
+        log.error("project %s: its model is unusable (%s); still serving %s", project_id, exc, previous.version)
+        return previous
+    key = (source, settings)
+    with _cache_lock:
+        if key in _loaded:
+            return _use(key, project_id)
+        if key in _failed:
+            if previous is None:
+                raise ModelUnavailable(_failed[key])
+            return previous
+    if not _load_lock.acquire(blocking=previous is None):
+        return previous  # another thread is loading: answer with what this project had
     try:
-        if _current is None or _current.source != source or _current.settings != settings:
-            if _failed and _failed[0] == source:
-                raise ModelUnavailable(_failed[1])
-            try:
-                _current = Predictor(source, settings)
-            except ModelUnavailable as exc:
-                _failed = (source, str(exc))
-                log.error("%s", exc)
-                if _current is None:
-                    raise
-                log.error("still serving %s", _current.version)
-        return _current
+        with _cache_lock:
+            if key in _loaded:  # loaded by the thread this one waited for
+                return _use(key, project_id)
+        try:
+            loaded = Predictor(source, settings)
+        except ModelUnavailable as exc:
+            with _cache_lock:
+                _failed[key] = str(exc)
+            log.error("%s", exc)
+            if previous is None:
+                raise
+            log.error("project %s: still serving %s", project_id, previous.version)
+            return previous
+        with _cache_lock:
+            _loaded[key] = loaded
+            _failed.pop(key, None)
+            while len(_loaded) > settings.max_loaded_models:
+                _, evicted = _loaded.popitem(last=False)
+                log.info("unloaded version %s (UIE_MAX_LOADED_MODELS=%d)", evicted.version, settings.max_loaded_models)
+            return _use(key, project_id)
     finally:
-        _swap_lock.release()
+        _load_lock.release()
 
 
-def loaded_version() -> str | None:
-    """The version of the loaded model, without loading anything (for /health)."""
-    return _current.version if _current else None
+def _use(key: tuple[ModelSource, Settings], project_id: int | None) -> Predictor:
+    """Mark a loaded model as just used by the project (call with _cache_lock held)."""
+    _loaded.move_to_end(key)
+    _serving[project_id] = key
+    return _loaded[key]
+
+
+def _previous(settings: Settings, project_id: int | None) -> Predictor | None:
+    with _cache_lock:
+        key = _serving.get(project_id)
+        return _loaded.get(key) if key is not None and key[1] == settings else None
+
+
+def loaded_versions() -> list[str]:
+    """The versions loaded in this process, most recently used first, without loading anything (/health)."""
+    with _cache_lock:
+        return [predictor.version for predictor in reversed(_loaded.values())]

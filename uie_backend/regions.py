@@ -48,29 +48,23 @@ def region(control: SpanControl, entity) -> dict:
     }
 
 
-def existing_spans(task: dict, context: Any) -> set[tuple[str, int, int]]:
-    """Spans the annotator already has: in the interactive ``context`` and in the task's annotations/drafts.
+def annotator_spans(context: Any) -> set[tuple[str | None, int, int]]:
+    """The spans an annotator already has in an interactive request (``params.context``): Auto-Annotation
+    must not hand those back, whatever label it would give them.
 
-    Auto-annotation must never hand those back, whatever label it would give them: the annotator has
-    already decided about that piece of text.
+    Only an interactive request leaves anything out. Every other prediction is the model's complete opinion,
+    annotated task or not: Label Studio stores it, compares it with the annotations and exports it, and a
+    prediction missing exactly what people annotated would misreport the model. A region without a
+    ``to_name`` (Label Studio 1.23 sends such) stands for that span in every text of the task.
     """
-    results = []
-    if isinstance(context, dict) and isinstance(context.get("result"), list):
-        results += context["result"]
-    for key in ("annotations", "drafts"):
-        items = task.get(key)
-        if not isinstance(items, list):  # "drafts": 5 was a TypeError, a 500 (tests/test_fuzz.py)
-            continue
-        for item in items:
-            if isinstance(item, dict) and not item.get("was_cancelled") and isinstance(item.get("result"), list):
-                results += item["result"]
+    results = context.get("result") if isinstance(context, dict) else None
     spans = set()
-    for r in results:
+    for r in results if isinstance(results, list) else ():
         value = r.get("value") if isinstance(r, dict) else None
-        # a to_name that is not a string names no control; a list or dict there was unhashable, a 500 (test_fuzz)
-        if (isinstance(value, dict) and isinstance(value.get("start"), int) and isinstance(value.get("end"), int)
-                and isinstance(r.get("to_name"), str)):
-            spans.add((r["to_name"], value["start"], value["end"]))
+        if isinstance(value, dict) and isinstance(value.get("start"), int) and isinstance(value.get("end"), int):
+            # a to_name that is not a string names no control; a list or dict there was unhashable, a 500 (test_fuzz)
+            to_name = r.get("to_name") if isinstance(r.get("to_name"), str) else None
+            spans.add((to_name, value["start"], value["end"]))
     return spans
 
 
@@ -112,6 +106,7 @@ def predict_tasks(tasks: Sequence[Any], controls: Sequence[SpanControl], model: 
     """One prediction per task, in order, with one model call per control for the whole batch."""
     regions: list[list[dict]] = [[] for _ in tasks]
     errors: list[TaskError] = []
+    known = annotator_spans(context)
     for control in controls:
         texts, positions = [], []
         for position, task in enumerate(tasks):
@@ -122,8 +117,7 @@ def predict_tasks(tasks: Sequence[Any], controls: Sequence[SpanControl], model: 
                 errors.append(failure.error)
         found = model.extract(texts, control.labels, deadline)
         for position, entities in zip(positions, found):
-            known = existing_spans(tasks[position], context)
             regions[position] += [region(control, e) for e in entities
-                                  if (control.to_name, e.start, e.end) not in known]
+                                  if not {(control.to_name, e.start, e.end), (None, e.start, e.end)} & known]
     results = [{"result": r, "score": task_score(r), "model_version": model.version} for r in regions]
     return results, errors

@@ -1,6 +1,7 @@
 """Model versions on disk: every finished run is kept, one of them is active, switching is atomic.
 
-Layout under ``UIE_CHECKPOINT_DIR``::
+One registry is one lineage; its root is ``UIE_CHECKPOINT_DIR`` for the base lineage and
+``UIE_CHECKPOINT_DIR/projects/<id>`` for a project's own (lineages.py). Layout under a root::
 
     versions/<version>/      a complete checkpoint + uie_meta.json + report.md; never changed once written
     model_best -> versions/<version>    the active one: a symlink, replaced by rename()

@@ -19,14 +19,14 @@ from flask import Flask, Response, jsonify, request
 from label_studio_tools.core.utils.exceptions import LabelStudioXMLSyntaxErrorSentryIgnored
 from werkzeug.exceptions import HTTPException
 
-from . import checkpoint, predictor, redis_jobs, registry
+from . import checkpoint, lineages, predictor, redis_jobs, registry
 from .autotrain import COUNTED_ACTIONS, AutoTrainer
 from .config import Settings
 from .data import DataError
 from .jobs import JobRunner
 from .labelconfig import LabelConfigError, parse_label_config
 from .redis_jobs import QueueUnavailable, RedisJobRunner
-from .training import TrainingRequest
+from .training import ProjectRequired, TrainingRequest
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,9 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         except QueueUnavailable as exc:  # /health answers while Redis is down: serving does not need it
             log.warning("%s", exc)
             training = None
-        return jsonify(status="UP", model_version=_active_version(settings), model_loaded=predictor.loaded_version(),
-                       training=training)
+        # model_version: what a project that has not trained is served (each project's own: /setup, /versions)
+        return jsonify(status="UP", model_version=_served_version(settings, None),
+                       models_loaded=predictor.loaded_versions(), training=training)
 
     @app.post("/setup")
     def setup():
@@ -107,7 +108,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
                 jobs.remember_setup(project_id, connection)
             except QueueUnavailable as exc:  # /setup must answer (3 s); training will say what is wrong
                 log.warning("%s", exc)
-        return jsonify(model_version=_active_version(settings))
+        return jsonify(model_version=_served_version(settings, project_id))
 
     @app.post("/predict")
     def predict():
@@ -116,13 +117,15 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         if not isinstance(tasks, list):
             raise BadRequest("'tasks' must be a list of Label Studio tasks")
         params = data.get("params") if isinstance(data.get("params"), dict) else {}
+        project_id = _project_id(data.get("project"))
         started = time.perf_counter()
         if not tasks:
-            return jsonify(results=[], model_version=_active_version(settings))
+            return jsonify(results=[], model_version=_served_version(settings, project_id))
         model = model_for(data.get("label_config"))
         _check_label_lengths(model, settings)
         deadline = time.monotonic() + settings.predict_timeout_s if settings.predict_timeout_s > 0 else None
-        results, errors = model.predict_with_errors(tasks, context=params.get("context"), deadline=deadline)
+        results, errors = model.predict_with_errors(tasks, context=params.get("context"), deadline=deadline,
+                                                    project_id=project_id)
         log.info("predicted %d tasks in %.3f s (%d with errors)", len(tasks), time.perf_counter() - started, len(errors))
         answer = {"results": results, "model_version": results[0]["model_version"]}
         if errors:
@@ -135,8 +138,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         action = data.get("action")
         project = data.get("project")
         if (settings.auto_train_every and action in COUNTED_ACTIONS and isinstance(project, dict)
-                and isinstance(project.get("label_config"), str)):
-            scheduled = auto.annotation_event(_project_id(project.get("id")), project["label_config"])
+                and isinstance(project.get("label_config"), str) and _project_id(project.get("id")) is not None):
+            scheduled = auto.annotation_event(_project_id(project["id"]), project["label_config"])
             return jsonify(status="auto-training scheduled" if scheduled else "counted", action=action), 200
         if action != "START_TRAINING":
             return jsonify(status="ignored", action=action), 200
@@ -161,21 +164,36 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
 
     @app.route("/versions", methods=["GET", "POST"])
     def versions():
-        listed = registry.list_versions(settings.checkpoint_dir)
-        return jsonify(versions=[v.id for v in listed], details=[v.to_dict() for v in listed],
-                       model_version=_active_version(settings))
+        """A project's versions (Label Studio sends its project in a JSON body, even on GET; or ?project=N)."""
+        project_id = _requested_project(required=False)
+        if project_id is None:
+            return jsonify(versions=[], model_version=_served_version(settings, None),
+                           projects=lineages.trained_projects(settings),
+                           detail="name a project (?project=N) to list its versions")
+        listed = registry.list_versions(lineages.project_dir(settings, project_id))
+        return jsonify(project=project_id, versions=[v.id for v in listed], details=[v.to_dict() for v in listed],
+                       model_version=_served_version(settings, project_id))
 
     @app.post("/versions/<version>/activate")
     def activate_version(version: str):
-        """Roll back (or forward) to any version in the registry; every server process follows."""
-        activated = registry.activate(version, settings.checkpoint_dir)
-        log.info("version %s activated by request", activated.id)
-        return jsonify(activated.to_dict())
+        """Roll a project back (or forward) to any of its versions; every server process follows."""
+        project_id = _requested_project(required=True)
+        activated = registry.activate(version, lineages.project_dir(settings, project_id))
+        log.info("project %s: version %s activated by request", project_id, activated.id)
+        return jsonify({**activated.to_dict(), "project": project_id})
 
     @app.get("/training")
     @app.get("/is_training")
     def training_status():
         return jsonify(jobs.status())
+
+    def _requested_project(required: bool) -> int | None:
+        data = body() if request.content_length else None
+        raw = request.args.get("project") or (data.get("project") if isinstance(data, dict) else None)
+        project_id = _project_id(raw)
+        if project_id is None and (required or raw is not None):
+            raise BadRequest("name the Label Studio project: ?project=N, or {\"project\": N} in a JSON body")
+        return project_id
 
     @app.errorhandler(BadRequest)
     @app.errorhandler(LabelConfigError)
@@ -187,7 +205,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     def unknown_version(exc: Exception):
         return _error(404, "not found", str(exc))
 
-    @app.errorhandler(predictor.ModelUnavailable)
+    @app.errorhandler(lineages.ModelUnavailable)
     def no_model(exc: Exception):
         return _error(503, "model unavailable", str(exc))
 
@@ -224,22 +242,27 @@ def _job_runner(settings: Settings) -> JobRunner | RedisJobRunner:
 def _announce_model(settings: Settings) -> None:
     """Say at start-up which model will be served, and where to put one when there is none."""
     try:
-        source = predictor.resolve_source(settings)
-    except (predictor.ModelUnavailable, checkpoint.CheckpointError) as exc:
-        # an incomplete active checkpoint crashed the start-up (tests/test_faults.py): start, answer /predict
-        # with 503, and let /versions/<id>/activate put a good version back
+        source = lineages.base_source(settings)
+    except (lineages.ModelUnavailable, checkpoint.CheckpointError) as exc:
+        # an incomplete base checkpoint crashed the start-up (tests/test_faults.py): start, answer /predict
+        # with 503, and let `versions.py activate --base` put a good version back
         log.warning("%s", exc)
         return
+    trained = len(lineages.trained_projects(settings))
     if source.path is None:
         log.warning("no fine-tuned model in %s: serving PaddleNLP's %r, which PaddleNLP downloads on first use "
                     "(needs internet).", settings.model_best, source.name)
     else:
-        log.info("serving %s (version %s)", source.path, source.version)
+        log.info("base model (served to every project until it trains): %s (version %s); %d projects have "
+                 "versions of their own", source.path, source.version, trained)
 
 
 def _submit_training(jobs: JobRunner | RedisJobRunner, settings: Settings, label_config: str,
                      project_id: int | None, tasks: list | None = None) -> dict:
     """Queue a training run with the Label Studio address and token this project's /setup gave us."""
+    if project_id is None:
+        raise ProjectRequired("'project' must name the Label Studio project (its id, or Label Studio's "
+                              "\"id.timestamp\"): training changes what that project is served, and no other")
     known = jobs.setup_of(project_id)
     return jobs.submit(TrainingRequest(
         label_config=label_config, project_id=project_id, tasks=tasks,
@@ -315,9 +338,10 @@ def _check_label_lengths(model, settings: Settings) -> None:
                                  f"UIE_MAX_SEQ_LEN={settings.max_seq_len} tokens")
 
 
-def _active_version(settings: Settings) -> str:
+def _served_version(settings: Settings, project_id: int | None) -> str:
+    """The version ``project_id`` is served (the base for None), without loading it: /health, /setup."""
     try:
-        return predictor.resolve_source(settings).version
+        return lineages.source_for(settings, project_id).version
     except Exception as exc:  # /health and /setup must answer even without a model; the reason is logged
         log.warning("no active model: %s", exc)
         return "none"

@@ -33,7 +33,7 @@ class TrainConfig:
     learning_rate: float = 1e-5         # PaddleNLP's recipe for uie-base; 1e-6 (the tutorial's) hardly moves it
     batch_size: int = 16
     max_seq_len: int = 256
-    num_epochs: int = 20
+    num_epochs: float = 20              # a fraction is allowed: a refit repeats what selection chose
     max_steps: int = 0                  # 0: num_epochs decides
     warmup_proportion: float = 0.1
     weight_decay: float = 0.01
@@ -51,6 +51,7 @@ class TrainConfig:
 @dataclass
 class Progress:
     """What a status page or log line needs about a running fine-tune."""
+    phase: str = ""                     # set by the caller when a run trains more than once (training.py)
     step: int = 0
     total_steps: int = 0
     epoch: int = 0
@@ -69,6 +70,7 @@ class TrainResult:
     steps: int
     seconds: float
     config: dict = field(default_factory=dict)
+    best_epochs: float = 0.0            # passes over the training examples when the best checkpoint was saved
 
 
 # --- encoding -------------------------------------------------------------------------------------------
@@ -326,7 +328,7 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         raise ValueError("no training examples")
 
     steps_per_epoch = math.ceil(len(train_items) / (config.batch_size * world))
-    total_steps = config.max_steps or steps_per_epoch * config.num_epochs
+    total_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.num_epochs))
     eval_every = config.eval_every or steps_per_epoch
     schedule = LinearDecayWithWarmup(config.learning_rate, total_steps, config.warmup_proportion)
     decay_params = [p.name for n, p in model.named_parameters() if not any(k in n for k in ("bias", "norm"))]
@@ -350,7 +352,7 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
     progress = Progress(total_steps=total_steps)
     if initial:
         log.info("starting model: dev F1 %.4f", initial.overall.f1)
-    best_report, version, stale_evals = None, None, 0
+    best_report, version, stale_evals, best_step = None, None, 0, 0
     state_dir = Path(config.save_dir) / "last"
     if config.resume and (state_dir / "progress.json").exists():
         progress, best_report = _load_state(state_dir, model, optimizer, total_steps)
@@ -384,7 +386,7 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
                 progress.last_f1 = report.overall.f1
                 # A tie goes to the later, longer-trained checkpoint (small dev sets plateau early).
                 if best_report is None or report.overall.f1 >= progress.best_f1:
-                    progress.best_f1, best_report, stale_evals = report.overall.f1, report, 0
+                    progress.best_f1, best_report, stale_evals, best_step = report.overall.f1, report, 0, progress.step
                     version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
                         **(meta or {}), "init_from": str(config.init_from), "train_config": _jsonable(config),
                         "step": progress.step, "dev": report.to_dict()})
@@ -419,7 +421,9 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
             **(meta or {}), "init_from": str(config.init_from), "train_config": _jsonable(config),
             "step": progress.step})
-    return TrainResult(version, best_report, initial, progress.step, time.monotonic() - started, _jsonable(config))
+        best_step = progress.step
+    return TrainResult(version, best_report, initial, progress.step, time.monotonic() - started, _jsonable(config),
+                       best_epochs=best_step / steps_per_epoch)
 
 
 def _save_state(state_dir: Path, model, optimizer, progress: Progress, best: SpanReport | None) -> None:

@@ -1,32 +1,55 @@
-"""Where training runs: annotated tasks -> doccano -> UIE examples -> fine-tune -> evaluate -> activate.
+"""Where training runs: a project's annotated tasks -> doccano -> UIE examples -> fine-tune -> gate -> activate.
 
 One function, :func:`run`, used by the background job of the server, by ``UIEBackend.fit`` (label-studio-ml's
-own job runner) and, piece by piece, by the CLIs. Each run keeps, in its own directory, the exact data it
-used (the Label Studio tasks, the doccano file, the UIE train/dev files), the model it produced and its
-report, so any served model can be traced back and reproduced.
+own job runner) and, piece by piece, by the CLIs. A run belongs to one Label Studio project: it trains on that
+project's annotations and can change only what that project is served (lineages.py).
+
+Every annotated task is learnt, and the numbers stay honest (docs/decisions.md, "Every annotation counts"):
+
+1. *selection*: the base model is fine-tuned on the train split, scored on the dev split after each epoch;
+   the best epoch count and the dev scores of a model that never saw the dev tasks come from here; this
+   "held-out twin" is kept in the run directory;
+2. *gate*: the twin against what the project is served now, on the same dev tasks, never on tasks either
+   model trained on (the active version is represented by its own held-out twin);
+3. *refit*: the base model is fine-tuned again on every task for the chosen number of epochs: that model
+   becomes the version, and is activated when the gate says so.
+
+A project with fewer than ``MIN_HELD_OUT_TASKS`` annotated tasks has no dev split worth the name: it trains
+once on all of them, and its report says that its scores are on the training tasks. Each run keeps, in its
+own directory, the exact data it used (the Label Studio tasks, the doccano file, the UIE train/dev files),
+the models it produced and its report, so any served model can be traced back and reproduced.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from . import checkpoint, registry, trainer
+from . import checkpoint, lineages, registry, trainer
 from .config import Settings
 from .data import DataError, doccano_to_examples, split_records, tasks_to_doccano, write_jsonl
 from .jsonio import write_json
 from .labelconfig import parse_label_config, schema_labels
 from .labelstudio import Connection
+from .lineages import ModelSource
 from .metrics import SpanReport
-from .predictor import ModelSource, ModelUnavailable, Predictor, resolve_source
+from .predictor import Predictor
 
 log = logging.getLogger(__name__)
 
 DEV_FRACTION = 0.2
-SPLIT_SEED = 1000
-DEFAULT_LEARNING_RATE = 1e-5  # PaddleNLP's recipe for uie-base  # fixed: the same task lands in the same split in every run, so dev F1s compare
+SPLIT_SEED = 1000  # fixed: the same task lands in the same split in every run, so dev F1s compare
+DEFAULT_LEARNING_RATE = 1e-5  # PaddleNLP's recipe for uie-base
+# Below this many annotated tasks the dev split would hold one or two tasks: too few to choose epochs or to
+# gate on, and the annotator wants the few tasks learnt. Such a run trains once, on everything.
+MIN_HELD_OUT_TASKS = 10
+HELD_OUT_DIR = "held-out"  # the selection run's model inside a run directory
+
+
+class ProjectRequired(DataError):
+    """A training request that names no Label Studio project: it may change nobody's model."""
 
 
 @dataclass
@@ -51,22 +74,6 @@ def collect_tasks(request: TrainingRequest) -> list[dict]:
     return tasks
 
 
-def starting_model(settings: Settings) -> Path:
-    """The checkpoint a fine-tune continues from: ``UIE_TRAIN_FROM``, by default the model being served
-    (the active one, else the ``UIE_MODEL`` PaddleNLP downloaded, else the embedded offline model)."""
-    if settings.train_from != "active":
-        checkpoint.check(Path(settings.train_from))
-        return Path(settings.train_from)
-    source = resolve_source(settings)
-    if source.path is not None:
-        return source.path
-    downloaded = settings.ppnlp_home / "taskflow" / "information_extraction" / source.name
-    if checkpoint.is_complete(downloaded):
-        return downloaded
-    raise ModelUnavailable(f"nothing to fine-tune from: {source.name!r} was never downloaded to {downloaded} "
-                           f"(serve it once, online, to have PaddleNLP fetch it)")
-
-
 def learning_rate(settings: Settings, init_from: Path) -> float:
     """``UIE_TRAIN_LR``, else the starting model's recommendation, else PaddleNLP's 1e-5 for uie-base.
 
@@ -77,21 +84,24 @@ def learning_rate(settings: Settings, init_from: Path) -> float:
     return settings.train_learning_rate or float(recommended or DEFAULT_LEARNING_RATE)
 
 
-def split_train_dev(records: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Train and dev records, by task id: a task stays in its split as the project grows."""
+def split_train_dev(records: list[dict]) -> tuple[list[dict], list[dict], bool]:
+    """Train and dev records by task id (a task stays in its split as the project grows), and whether dev
+    is held out. With fewer than MIN_HELD_OUT_TASKS tasks, or a split left empty, both are every record."""
     train_records, dev_records = split_records(records, (1 - DEV_FRACTION, DEV_FRACTION), seed=SPLIT_SEED)
-    if not train_records:  # a handful of tasks can all hash into dev: learn from them rather than from none
-        train_records = dev_records
-    if not dev_records:
-        log.warning("no task fell into the dev split (%d tasks): selecting the model on the training tasks",
-                    len(records))
-        dev_records = train_records
-    return train_records, dev_records
+    if len(records) < MIN_HELD_OUT_TASKS or not train_records or not dev_records:
+        log.warning("%d annotated tasks (%d would be dev): training on all of them and scoring on the same tasks",
+                    len(records), len(dev_records))
+        return records, records, False
+    return train_records, dev_records, True
 
 
 def run(request: TrainingRequest, settings: Settings, run_dir: Path,
         on_progress: Callable[[trainer.Progress], None] | None = None) -> dict:
-    """Train on the request's annotations, keep everything in ``run_dir``, activate the result if it is better."""
+    """Train on the project's annotations, keep everything in ``run_dir``, activate the result if it is better."""
+    if request.project_id is None:
+        raise ProjectRequired("a training request must name its Label Studio project (\"project\"): a run "
+                              "changes what that project is served, and no other")
+    lineage = lineages.project_dir(settings, request.project_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     controls = parse_label_config(request.label_config)
     labels = schema_labels(controls)
@@ -102,42 +112,61 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
     if not records:
         raise DataError("no annotated tasks to train on (skipped and cancelled tasks do not count)")
     write_jsonl(run_dir / "doccano.jsonl", records)
-    train_records, dev_records = split_train_dev(records)
+    train_records, dev_records, held_out = split_train_dev(records)
     train_examples = doccano_to_examples(train_records, labels, negative_ratio=settings.negative_ratio)
     dev_examples = doccano_to_examples(dev_records, labels, negative_ratio=len(labels))  # every label asked
     write_jsonl(run_dir / "train.txt", train_examples)
     write_jsonl(run_dir / "dev.txt", dev_examples)
 
-    init_from = starting_model(settings)
+    init_from = lineages.base_checkpoint(settings)
     config = trainer.TrainConfig(
-        init_from=init_from, save_dir=run_dir, learning_rate=learning_rate(settings, init_from),
-        batch_size=settings.train_batch_size, max_seq_len=settings.train_max_seq_len,
-        num_epochs=settings.train_epochs, device=settings.device)
-    result = trainer.train(config, train_examples, dev_examples, on_progress,
-                           meta={"project": request.project_id, "run": run_dir.name, "labels": labels,
-                                 "tasks": len(records), "train_tasks": len(train_records),
-                                 "dev_tasks": len(dev_records)})
-    if result.version is None:
+        init_from=init_from, save_dir=run_dir / HELD_OUT_DIR if held_out else run_dir,
+        learning_rate=learning_rate(settings, init_from), batch_size=settings.train_batch_size,
+        max_seq_len=settings.train_max_seq_len, num_epochs=settings.train_epochs, device=settings.device)
+    meta = {"project": request.project_id, "run": run_dir.name, "labels": labels, "tasks": len(records),
+            "train_tasks": len(train_records), "dev_tasks": len(dev_records), "held_out": held_out}
+    phases = 2 if held_out else 1
+    selection = trainer.train(config, train_examples, dev_examples, _phase(on_progress, "select", 1, phases), meta)
+    if selection.version is None:
         raise RuntimeError("training saved no checkpoint")
+    active_report, compared_with = _served_model_report(settings, lineage, selection, dev_examples)
+    activate, reason = should_activate(settings.activation_policy, selection.best_report, active_report)
+
+    refit = selection
+    if held_out:
+        # the same recipe on every task, for as many passes as the dev split chose
+        all_examples = doccano_to_examples(records, labels, negative_ratio=settings.negative_ratio)
+        write_jsonl(run_dir / "all.txt", all_examples)
+        refit = trainer.train(
+            replace(config, save_dir=run_dir, num_epochs=selection.best_epochs), all_examples, [],
+            _phase(on_progress, "refit", 2, phases),
+            {**meta, "dev": selection.best_report.to_dict() if selection.best_report else None,
+             "held_out_model": str(run_dir / HELD_OUT_DIR / "model_best")})
+        if refit.version is None:
+            raise RuntimeError("the refit saved no checkpoint")
     new_model = run_dir / "model_best"
     _load_once(new_model, settings)
-    version = registry.add(new_model, settings.checkpoint_dir)
-    active_report = _active_model_report(settings, init_from, result, dev_examples)
-    activate, reason = should_activate(settings.activation_policy, result.best_report, active_report)
+    version = registry.add(new_model, lineage)
     if activate:
-        registry.activate(version.id, settings.checkpoint_dir)
-    log.log(logging.INFO if activate else logging.WARNING, "version %s: %s", version.id, reason)
+        registry.activate(version.id, lineage)
+    log.log(logging.INFO if activate else logging.WARNING, "project %s, version %s: %s", request.project_id,
+            version.id, reason)
     summary = {
         "run": run_dir.name, "project": request.project_id, "tasks": len(records),
-        "train_tasks": len(train_records), "dev_tasks": len(dev_records), "steps": result.steps,
-        "seconds": round(result.seconds, 1), "version": version.id, "activated": activate, "reason": reason,
-        "policy": settings.activation_policy, "init_from": str(init_from),
+        "train_tasks": len(train_records), "dev_tasks": len(dev_records), "held_out": held_out,
+        "steps": selection.steps + (refit.steps if held_out else 0),
+        "selection_steps": selection.steps, "refit_steps": refit.steps if held_out else 0,
+        "epochs": round(selection.best_epochs, 2),
+        "seconds": round(selection.seconds + (refit.seconds if held_out else 0), 1),
+        "version": version.id, "activated": activate, "reason": reason,
+        "policy": settings.activation_policy, "init_from": str(init_from), "compared_with": compared_with,
+        "dev_base": selection.initial_report.to_dict() if selection.initial_report else None,
         "dev_active": active_report.to_dict() if active_report else None,
-        "dev_new": result.best_report.to_dict() if result.best_report else None,
+        "dev_new": selection.best_report.to_dict() if selection.best_report else None,
     }
     write_json(run_dir / "report.json", summary)
     write_json(version.path / "report.json", summary)
-    report = _report_markdown(summary, active_report, result.best_report)
+    report = _report_markdown(summary, active_report, selection.best_report)
     (run_dir / "report.md").write_text(report, encoding="utf-8")
     (version.path / "report.md").write_text(report, encoding="utf-8")
     return summary
@@ -150,37 +179,62 @@ def should_activate(policy: str, new: SpanReport | None, active: SpanReport | No
     if policy == "always" or active is None or new is None:
         return True, "activated" + (" (UIE_ACTIVATION_POLICY=always)" if policy == "always" else "")
     if new.overall.f1 >= active.overall.f1:
-        return True, f"activated: dev F1 {new.overall.f1:.4f} >= active model's {active.overall.f1:.4f}"
-    return False, (f"not activated: dev F1 {new.overall.f1:.4f} < active model's {active.overall.f1:.4f} "
+        return True, f"activated: dev F1 {new.overall.f1:.4f} >= served model's {active.overall.f1:.4f}"
+    return False, (f"not activated: dev F1 {new.overall.f1:.4f} < served model's {active.overall.f1:.4f} "
                    f"on the same dev tasks (UIE_ACTIVATION_POLICY=if-not-worse)")
 
 
-def _active_model_report(settings: Settings, init_from: Path, result: trainer.TrainResult,
-                         dev_examples: list[dict]) -> SpanReport | None:
-    """The active model's dev scores: the run's starting point when it started from it, else evaluated."""
-    active = registry.active_path(settings.checkpoint_dir)
-    if active is None or active == Path(init_from).resolve():
-        return result.initial_report
-    return trainer.evaluate_checkpoint(active, dev_examples, settings.train_max_seq_len, device=settings.device)
+def _phase(on_progress, name: str, number: int, phases: int):
+    """Progress of one of a run's trainings, named so that /training says which (``refit 2/2``)."""
+    if on_progress is None:
+        return None
+    return lambda progress: on_progress(replace(progress, phase=f"{name} {number}/{phases}"))
+
+
+def _served_model_report(settings: Settings, lineage: Path, selection: trainer.TrainResult,
+                         dev_examples: list[dict]) -> tuple[SpanReport | None, str]:
+    """Dev scores of what the project is served now, from a model that did not train on the dev tasks.
+
+    A project that never trained is served the base, which the selection run started from (its initial
+    scores). An active version trained on every task, dev ones included, so its held-out twin stands for
+    it; without one (its run directory was removed), the version itself, which flatters it.
+    """
+    active = registry.active_path(lineage)
+    if active is None:
+        return selection.initial_report, "base model"
+    twin = Path(checkpoint.read_meta(active).get("held_out_model") or "")
+    held_out = twin.name and checkpoint.is_complete(twin)
+    report = trainer.evaluate_checkpoint(twin if held_out else active, dev_examples, settings.train_max_seq_len,
+                                         device=settings.device)
+    if held_out:
+        return report, f"active version {active.name} (its held-out twin)"
+    return report, f"active version {active.name} (itself: it may have trained on these dev tasks)"
 
 
 def _load_once(model_dir: Path, settings: Settings) -> None:
-    """Load the new model in Taskflow here, in the training process, before any server sees it.
+    """Load the new model here, in the training process, before any server sees it.
 
-    That writes Taskflow's static-graph export next to the weights (servers then switch to a ready model),
-    and a model that cannot be loaded never becomes a version.
+    That writes the static-graph export next to the weights (servers then switch to a ready model), and a
+    model that cannot be loaded never becomes a version.
     """
     Predictor(ModelSource(version=checkpoint.model_version(model_dir), path=model_dir), settings)
 
 
 def _report_markdown(summary: dict, active: SpanReport | None, new: SpanReport | None) -> str:
-    lines = [f"# Training run {summary['run']}", "",
-             f"- tasks: {summary['tasks']} ({summary['train_tasks']} train, {summary['dev_tasks']} dev)",
+    held_out = summary["held_out"]
+    lines = [f"# Training run {summary['run']} (project {summary['project']})", "",
+             f"- tasks: {summary['tasks']} ({summary['train_tasks']} train, {summary['dev_tasks']} dev)"
+             + ("" if held_out else ": too few for a held-out dev split, so the scores below are on the "
+                                    "training tasks"),
              f"- started from: {summary['init_from']}",
-             f"- steps: {summary['steps']} in {summary['seconds']} s",
+             f"- selection: {summary['selection_steps']} steps; best after {summary['epochs']} epochs",
+             (f"- refit on all {summary['tasks']} tasks for {summary['epochs']} epochs: {summary['refit_steps']} steps"
+              if held_out else "- no refit: the selection run trained on every task"),
+             f"- {summary['seconds']} s in all",
              f"- version: {summary['version']}: {summary['reason']}", ""]
     if active:
-        lines += ["## Dev set, active model", "", active.to_markdown(), ""]
+        lines += [f"## Dev set, {summary['compared_with']}", "", active.to_markdown(), ""]
     if new:
-        lines += ["## Dev set, new model", "", new.to_markdown(), ""]
+        lines += ["## Dev set, new model" + (" (its held-out twin: trained on the train split only)" if held_out else ""),
+                  "", new.to_markdown(), ""]
     return "\n".join(lines)
