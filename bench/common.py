@@ -184,7 +184,8 @@ class Server:
     (1 worker, 4 threads); HOME is the temp dir, so gunicorn's control socket is not a running server's.
     """
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, settings: dict[str, str] | None = None):
+        """``settings``: backend settings (``UIE_*``) on top of :func:`backend_env`'s."""
         import requests
 
         self.session = requests.Session()
@@ -195,7 +196,7 @@ class Server:
                and k not in ("WORKERS", "THREADS", "TIMEOUT", "LOG_LEVEL")}
         # Upper case: _wsgi.py hands LOG_LEVEL to logging.basicConfig, which rejects "warning" (the worker dies).
         env.update(backend_env(home), HOME=str(home / "home"), HOST="127.0.0.1", PORT=str(self.port),
-                   LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+                   LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", **(settings or {}))
         self.log_path = home / "server.log"
         self.started = time.perf_counter()
         with self.log_path.open("ab") as log:

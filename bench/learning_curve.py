@@ -40,16 +40,16 @@ def keep_labels(tasks: list[dict], labels: list[str]) -> list[dict]:
 
 def fine_tune(start: Path, tasks: list[dict], labels: list[str], learning_rate: float, home: Path) -> tuple[Path, dict]:
     """One Start Training run from ``start`` on ``tasks``; the model it produced and its summary."""
-    from uie_backend import registry, training
+    from uie_backend import lineages, registry, training
     from uie_backend.config import Settings
 
     settings = Settings.from_env({
         "UIE_CHECKPOINT_DIR": str(home / "checkpoint"), "UIE_DATA_DIR": str(home / "data"),
         "PPNLP_HOME": str(home / "ppnlp"), "UIE_DEVICE": "cpu", "UIE_MODEL": "", "UIE_TRAIN_FROM": str(start),
         "UIE_TRAIN_LR": str(learning_rate), "UIE_ACTIVATION_POLICY": "always"})
-    request = training.TrainingRequest(label_config=label_config(labels), tasks=tasks)
+    request = training.TrainingRequest(label_config=label_config(labels), project_id=1, tasks=tasks)
     summary = training.run(request, settings, home / "data" / "runs" / f"n{len(tasks)}")
-    return registry.versions_dir(settings.checkpoint_dir) / summary["version"], summary
+    return registry.versions_dir(lineages.project_dir(settings, 1)) / summary["version"], summary
 
 
 def dev_f1(model: Path, dev_examples: list[dict]) -> tuple[float, dict[str, float]]:

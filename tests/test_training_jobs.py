@@ -15,23 +15,26 @@ import requests
 
 import corpus
 from my_ml_backend import UIEBackend
-from uie_backend import registry
+from uie_backend import lineages, registry
 from uie_backend.server import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 TEXTS = ["王五昨天去了深圳出差。", "李四在腾讯工作了三年。"]
+PROJECT = 5
 
 
-def register(model_dir: Path, settings, active: bool = True) -> str:
-    version = registry.add(model_dir, settings.checkpoint_dir).id
+def register(model_dir: Path, settings, active: bool = True, project: int | None = None) -> str:
+    """Add a model to a project's lineage (the base lineage for None) and activate it."""
+    root = settings.checkpoint_dir if project is None else lineages.project_dir(settings, project)
+    version = registry.add(model_dir, root).id
     if active:
-        registry.activate(version, settings.checkpoint_dir)
+        registry.activate(version, root)
     return version
 
 
-def predict(client) -> dict:
+def predict(client, project: int | None = PROJECT) -> dict:
     answer = client.post("/predict", json={"tasks": [{"id": i, "data": {"text": t}} for i, t in enumerate(TEXTS)],
-                                           "label_config": corpus.LABEL_CONFIG})
+                                           "label_config": corpus.LABEL_CONFIG, "project": project})
     assert answer.status_code == 200, answer.json
     return answer.json
 
@@ -83,12 +86,14 @@ def test_jobs_run_beside_serving_coalesce_follow_ups_and_survive_a_kill(backend_
     assert (Path(recent[1]["dir"]) / "tasks.json").exists()  # and so is the data it had
     assert recent[0]["summary"]["activated"], recent[0]["summary"]["reason"]
     assert predict(client)["model_version"] == recent[0]["summary"]["version"] != old_version
+    assert predict(client, project=6)["model_version"] == predict(client, None)["model_version"] == old_version
 
 
 @pytest.mark.slow
 def test_a_worse_model_is_kept_but_not_served_and_rollback_restores_the_old_predictions(
         backend_env, trained_checkpoint, monkeypatch):
-    good_version = register(trained_checkpoint, backend_env)
+    register(trained_checkpoint, backend_env)  # the base every run fine-tunes
+    good_version = register(trained_checkpoint, backend_env, project=PROJECT)
     monkeypatch.setenv("UIE_TRAIN_LR", "0.5")  # diverges: the new model is much worse
     monkeypatch.setenv("UIE_TRAIN_EPOCHS", "5")
     app = create_app(UIEBackend)
@@ -101,23 +106,24 @@ def test_a_worse_model_is_kept_but_not_served_and_rollback_restores_the_old_pred
     assert summary["dev_new"]["overall"]["f1"] < summary["dev_active"]["overall"]["f1"]
     assert predict(client)["model_version"] == good_version
 
-    listed = client.get("/versions").json
+    listed = client.get(f"/versions?project={PROJECT}").json
     assert listed["versions"][0] == summary["version"] and good_version in listed["versions"]
     assert [v["active"] for v in listed["details"]] == [False, True]
 
-    assert client.post(f"/versions/{summary['version']}/activate").status_code == 200
+    activate = lambda version: client.post(f"/versions/{version}/activate?project={PROJECT}")  # noqa: E731
+    assert activate(summary["version"]).status_code == 200
     assert predict(client)["model_version"] == summary["version"]
-    assert client.post(f"/versions/{good_version}/activate").status_code == 200
+    assert activate(good_version).status_code == 200
     assert predict(client) == good  # the same regions, scores and version as before
-    assert client.post("/versions/../../etc/activate").status_code == 404
-    assert client.post("/versions/nope/activate").status_code == 404
+    assert activate("../../etc").status_code == 404
+    assert activate("nope").status_code == 404
 
 
 @pytest.mark.slow
 def test_another_server_process_serves_a_newly_activated_version_without_restart(
         backend_env, trained_checkpoint, random_checkpoint, tmp_path):
-    trained = register(trained_checkpoint, backend_env)
-    untrained = register(random_checkpoint, backend_env, active=False)
+    trained = register(trained_checkpoint, backend_env, project=PROJECT)
+    untrained = register(random_checkpoint, backend_env, active=False, project=PROJECT)
     port = _free_port()
     log = open(tmp_path / "gunicorn.log", "w")
     server = subprocess.Popen(
@@ -127,13 +133,15 @@ def test_another_server_process_serves_a_newly_activated_version_without_restart
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _get(f"{url}/health"), 60, "gunicorn")
-        body = {"tasks": [{"id": 1, "data": {"text": TEXTS[0]}}], "label_config": corpus.LABEL_CONFIG}
+        body = {"tasks": [{"id": 1, "data": {"text": TEXTS[0]}}], "label_config": corpus.LABEL_CONFIG,
+                "project": f"{PROJECT}.1795936584"}
         assert requests.post(f"{url}/predict", json=body, timeout=60).json()["model_version"] == trained
-        subprocess.run([sys.executable, "versions.py", "activate", untrained], cwd=REPO, check=True, timeout=60)
+        subprocess.run([sys.executable, "versions.py", "activate", "--project", str(PROJECT), untrained], cwd=REPO,
+                       check=True, timeout=60)
         answer = requests.post(f"{url}/predict", json=body, timeout=60).json()
         assert answer["model_version"] == untrained
-        listing = subprocess.run([sys.executable, "versions.py", "list"], cwd=REPO, capture_output=True, text=True,
-                                 check=True, timeout=60).stdout
+        listing = subprocess.run([sys.executable, "versions.py", "list", "--project", str(PROJECT)], cwd=REPO,
+                                 capture_output=True, text=True, check=True, timeout=60).stdout
         assert f"| * | {untrained} |" in listing and f"|  | {trained} |" in listing
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -53,6 +53,9 @@ class Settings:
     train_learning_rate: float = _setting(
         "UIE_TRAIN_LR", 0.0, "Fine-tuning learning rate; 0: the starting model's own recommendation "
         "(`fine_tune_learning_rate` in its uie_meta.json), else 1e-5 (PaddleNLP's for uie-base).")
+    train_min_steps: int = _setting(
+        "UIE_TRAIN_MIN_STEPS", 100, "Fine-tuning steps at least, however few the annotated tasks (20 epochs of 3 "
+        "tasks are 20 steps, too few to learn them).")
     train_batch_size: int = _setting("UIE_TRAIN_BATCH_SIZE", 16, "Examples per fine-tuning step.")
     train_max_seq_len: int = _setting("UIE_TRAIN_MAX_SEQ_LEN", 256, "Tokens per training example.")
     max_body_mb: int = _setting("UIE_MAX_BODY_MB", 64, "Largest request body accepted, in MB (413 beyond).")

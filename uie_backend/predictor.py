@@ -239,7 +239,9 @@ def _previous(settings: Settings, project_id: int | None) -> Predictor | None:
         return _loaded.get(key) if key is not None and key[1] == settings else None
 
 
-def loaded_versions() -> list[str]:
-    """The versions loaded in this process, most recently used first, without loading anything (/health)."""
+def loaded_versions(settings: Settings) -> list[str]:
+    """The versions loaded in this process with these settings, most recently used first, without loading
+    anything (/health)."""
     with _cache_lock:
-        return [predictor.version for predictor in reversed(_loaded.values())]
+        return [predictor.version for (_, loaded_with), predictor in reversed(_loaded.items())
+                if loaded_with == settings]

@@ -95,7 +95,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
             training = None
         # model_version: what a project that has not trained is served (each project's own: /setup, /versions)
         return jsonify(status="UP", model_version=_served_version(settings, None),
-                       models_loaded=predictor.loaded_versions(), training=training)
+                       models_loaded=predictor.loaded_versions(settings), training=training)
 
     @app.post("/setup")
     def setup():

@@ -25,6 +25,8 @@ from .offsets import fix_unknown
 
 log = logging.getLogger(__name__)
 
+MAX_EVALUATIONS = 20  # dev evaluations per run when none is configured (TrainConfig.eval_every)
+
 
 @dataclass
 class TrainConfig:
@@ -35,6 +37,7 @@ class TrainConfig:
     max_seq_len: int = 256
     num_epochs: float = 20              # a fraction is allowed: a refit repeats what selection chose
     max_steps: int = 0                  # 0: num_epochs decides
+    min_steps: int = 0                  # at least this many steps, however few the examples (a handful of tasks)
     warmup_proportion: float = 0.1
     weight_decay: float = 0.01
     eval_every: int = 0                 # steps between dev evaluations; 0: once per epoch
@@ -328,8 +331,9 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         raise ValueError("no training examples")
 
     steps_per_epoch = math.ceil(len(train_items) / (config.batch_size * world))
-    total_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.num_epochs))
-    eval_every = config.eval_every or steps_per_epoch
+    total_steps = config.max_steps or max(1, config.min_steps, math.ceil(steps_per_epoch * config.num_epochs))
+    # once per epoch, but at most MAX_EVALUATIONS times: a handful of tasks makes epochs of one step each
+    eval_every = config.eval_every or max(steps_per_epoch, math.ceil(total_steps / MAX_EVALUATIONS))
     schedule = LinearDecayWithWarmup(config.learning_rate, total_steps, config.warmup_proportion)
     decay_params = [p.name for n, p in model.named_parameters() if not any(k in n for k in ("bias", "norm"))]
     optimizer = paddle.optimizer.AdamW(

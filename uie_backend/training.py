@@ -122,7 +122,8 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
     config = trainer.TrainConfig(
         init_from=init_from, save_dir=run_dir / HELD_OUT_DIR if held_out else run_dir,
         learning_rate=learning_rate(settings, init_from), batch_size=settings.train_batch_size,
-        max_seq_len=settings.train_max_seq_len, num_epochs=settings.train_epochs, device=settings.device)
+        max_seq_len=settings.train_max_seq_len, num_epochs=settings.train_epochs, min_steps=settings.train_min_steps,
+        device=settings.device)
     meta = {"project": request.project_id, "run": run_dir.name, "labels": labels, "tasks": len(records),
             "train_tasks": len(train_records), "dev_tasks": len(dev_records), "held_out": held_out}
     phases = 2 if held_out else 1
@@ -138,7 +139,7 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
         all_examples = doccano_to_examples(records, labels, negative_ratio=settings.negative_ratio)
         write_jsonl(run_dir / "all.txt", all_examples)
         refit = trainer.train(
-            replace(config, save_dir=run_dir, num_epochs=selection.best_epochs), all_examples, [],
+            replace(config, save_dir=run_dir, num_epochs=selection.best_epochs, min_steps=0), all_examples, [],
             _phase(on_progress, "refit", 2, phases),
             {**meta, "dev": selection.best_report.to_dict() if selection.best_report else None,
              "held_out_model": str(run_dir / HELD_OUT_DIR / "model_best")})

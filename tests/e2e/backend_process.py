@@ -130,8 +130,10 @@ class BackendProcess(ServerProcess):
     def health(self) -> dict:
         return self.api("GET", "/health")
 
-    def setup(self, label_config: str) -> dict:
-        return self.api("POST", "/setup", json={"schema": label_config})
+    def setup(self, label_config: str, project: int | None = None) -> dict:
+        """What /setup answers for ``project`` (Label Studio sends ``"id.timestamp"``): its served version."""
+        return self.api("POST", "/setup", json={"schema": label_config,
+                                                 **({"project": f"{project}.1795936584"} if project else {})})
 
     def training(self) -> dict:
         return self.api("GET", "/training")

@@ -98,9 +98,9 @@ def train(replica: BackendProcess) -> dict:
                                                "project": PROJECT})
 
 
-def served_version(replica: BackendProcess) -> str:
+def served_version(replica: BackendProcess, project: int = PROJECT) -> str:
     answer = replica.api("POST", "/predict", json={"tasks": [{"data": {"text": "王五在深圳工作。"}}],
-                                                   "label_config": corpus.LABEL_CONFIG})
+                                                   "label_config": corpus.LABEL_CONFIG, "project": project})
     return answer["results"][0]["model_version"]
 
 
@@ -160,10 +160,13 @@ def test_replicas_never_train_a_project_twice_at_once_and_serve_the_same_version
 
     newest = runs[0]["summary"]["version"]
     assert served_version(a) == served_version(b) == newest
-    assert a.api("GET", "/versions")["versions"] == b.api("GET", "/versions")["versions"]
+    versions = f"/versions?project={PROJECT}"
+    assert a.api("GET", versions)["versions"] == b.api("GET", versions)["versions"]
+    assert served_version(a, PROJECT + 1) == served_version(b, PROJECT + 1) == first  # other projects: the base
 
-    b.api("POST", f"/versions/{first}/activate")  # a rollback at one replica...
-    assert served_version(a) == served_version(b) == first  # ...is served by both
+    older = runs[1]["summary"]["version"]
+    b.api("POST", f"/versions/{older}/activate?project={PROJECT}")  # a rollback at one replica...
+    assert served_version(a) == served_version(b) == older  # ...is served by both
 
 
 def test_start_training_at_one_replica_uses_what_label_studio_told_another_at_setup(cluster):
@@ -233,7 +236,7 @@ def test_with_redis_down_serving_goes_on_and_training_requests_get_a_clear_503(c
     assert health["status"] == "UP" and health["training"] is None
     assert served_version(a)
     answer = requests.post(f"{a.url}/train", json={"annotations": corpus.annotated_tasks(2, seed=1),
-                                                   "label_config": corpus.LABEL_CONFIG}, timeout=30)
+                                                   "label_config": corpus.LABEL_CONFIG, "project": PROJECT}, timeout=30)
     assert answer.status_code == 503 and answer.json()["error"] == "training queue unavailable", answer.text
     assert "Redis" in answer.json()["detail"] and "127.0.0.1" not in answer.json()["detail"]
-    assert a.api("GET", "/versions")["versions"]  # the registry is on disk, not in Redis
+    assert a.api("GET", f"/versions?project={PROJECT}")["versions"]  # the registry is on disk, not in Redis
