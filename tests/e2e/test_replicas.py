@@ -114,7 +114,7 @@ def wait_for(replica: BackendProcess, condition, what: str, timeout_s: float = 1
     pytest.fail(f"waited {timeout_s:.0f} s for {what}: {status}")
 
 
-def wait_until_idle(replica: BackendProcess, shared: Path, timeout_s: float = 300) -> dict:
+def wait_until_idle(replica: BackendProcess, shared: Path, timeout_s: float = 600) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = replica.training()
@@ -140,7 +140,7 @@ def test_replicas_never_train_a_project_twice_at_once_and_serve_the_same_version
     assert third_job["job"] == second_job["job"] and third_job["follow_up_queued"], third_job  # joins the waiting one
 
     seen_waiting = False  # the second job, picked up by the idle worker, waits for the project's lock
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         status = a.training()
         seen_waiting |= any(job["id"] == second_job["job"] and job["phase"].startswith("waiting")
