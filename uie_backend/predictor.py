@@ -9,6 +9,8 @@ Projects served the same version share one loaded model, and a bounded number st
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import threading
 import time
@@ -218,12 +220,29 @@ def for_project(settings: Settings, project_id: int | None) -> Predictor:
         with _cache_lock:
             _loaded[key] = loaded
             _failed.pop(key, None)
+            evicted = []
             while len(_loaded) > settings.max_loaded_models:
-                _, evicted = _loaded.popitem(last=False)
-                log.info("unloaded version %s (UIE_MAX_LOADED_MODELS=%d)", evicted.version, settings.max_loaded_models)
-            return _use(key, project_id)
+                evicted.append(_loaded.popitem(last=False)[1])
+                log.info("unloaded version %s (UIE_MAX_LOADED_MODELS=%d)", evicted[-1].version,
+                         settings.max_loaded_models)
+            chosen = _use(key, project_id)
+        if evicted:
+            del evicted
+            _release_memory()
+        return chosen
     finally:
         _load_lock.release()
+
+
+def _release_memory() -> None:
+    """Hand an unloaded model's memory back to the system: glibc keeps freed heap pages, and a worker that
+    loaded and unloaded uie-base-sized versions grew by about 115 MiB a cycle without this (bench/lineages.py:
+    1,400 MiB over 12 cycles at 3 loaded; 12 MiB with it)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _use(key: tuple[ModelSource, Settings], project_id: int | None) -> Predictor:
