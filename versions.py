@@ -3,6 +3,7 @@
     python versions.py list                                    # every project: what it is served
     python versions.py list --project 3                        # project 3's versions
     python versions.py activate --project 3 20261129-091500-3fa9c2d1
+    python versions.py activate --project 3 base               # back to the base model
     python versions.py activate --base 20261120-080000-1a2b3c4d   # the base: every project that never trained
 
 Every running server serves the activated version from its next request on, without a restart. The base
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     if args.command == "activate":
         try:
-            registry.activate(args.version, root)
+            if args.base:
+                registry.activate(args.version, root)
+            else:
+                lineages.activate(settings, args.project, args.version)
         except registry.VersionNotFound as exc:
             return _fail(str(exc))
         print(f"{'base' if args.base else f'project {args.project}'}: active {args.version}")

@@ -116,6 +116,12 @@ def test_two_projects_with_different_labels_train_and_roll_back_without_touching
     assert f"base (every project without versions of its own): {legacy}" in listing
     assert f"| 1 | {first_v1['version']} | 2 |" in listing and f"| 2 | {second_v1['version']} | 1 |" in listing
 
+    # and back to the base, keeping the project's versions
+    assert client.post("/versions/base/activate?project=1").json["model_version"] == legacy
+    assert predict(client, 1)["model_version"] == legacy
+    assert predict(client, 2, OTHER_CONFIG, "content") == second_after
+    assert len(client.get("/versions?project=1").json["versions"]) == 2
+
 
 def test_a_training_request_that_names_no_project_changes_nothing(backend_env, random_checkpoint):
     install_model(random_checkpoint, backend_env)

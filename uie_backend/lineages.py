@@ -25,6 +25,7 @@ from . import checkpoint, registry
 from .config import Settings
 
 PROJECTS = "projects"
+BASE = "base"  # the version name that sends a project back to the base model (versions.py, /versions/base/activate)
 
 
 class ModelUnavailable(RuntimeError):
@@ -46,6 +47,15 @@ def project_dir(settings: Settings, project_id: int) -> Path:
     if isinstance(project_id, bool) or not isinstance(project_id, int) or project_id < 0:
         raise ValueError(f"a Label Studio project id is a non-negative integer, not {project_id!r}")
     return settings.checkpoint_dir / PROJECTS / str(project_id)
+
+
+def activate(settings: Settings, project_id: int, version: str) -> registry.Version | None:
+    """Serve ``version`` to the project, or the base again for :data:`BASE` (None then); other projects
+    are untouched. Raises :class:`registry.VersionNotFound` for a version not in the project's lineage."""
+    if version == BASE:
+        registry.deactivate(project_dir(settings, project_id))
+        return None
+    return registry.activate(version, project_dir(settings, project_id))
 
 
 def trained_projects(settings: Settings) -> list[int]:

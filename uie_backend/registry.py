@@ -96,6 +96,20 @@ def activate(version: str, checkpoint_dir: Path) -> Version:
     return _version(target, checkpoint_dir)
 
 
+def deactivate(checkpoint_dir: Path) -> None:
+    """Serve no version of this lineage: a project's requests then go to the base (lineages.py).
+
+    Removing a symlink is atomic; a hand-placed plain ``model_best`` is kept as a version first.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    best = checkpoint_dir / "model_best"
+    with checkpoint.locked(best):
+        if best.is_dir() and not best.is_symlink():
+            _import_plain_dir(best, checkpoint_dir)
+        elif best.is_symlink():
+            os.unlink(best)
+
+
 def list_versions(checkpoint_dir: Path) -> list[Version]:
     """All versions, newest first (version ids start with their creation time)."""
     root = versions_dir(checkpoint_dir)

@@ -172,14 +172,17 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
                            detail="name a project (?project=N) to list its versions")
         listed = registry.list_versions(lineages.project_dir(settings, project_id))
         return jsonify(project=project_id, versions=[v.id for v in listed], details=[v.to_dict() for v in listed],
-                       model_version=_served_version(settings, project_id))
+                       model_version=_served_version(settings, project_id), base=_served_version(settings, None))
 
     @app.post("/versions/<version>/activate")
     def activate_version(version: str):
-        """Roll a project back (or forward) to any of its versions; every server process follows."""
+        """Roll a project back (or forward) to any of its versions, or to the base (``base``); every server
+        process follows."""
         project_id = _requested_project(required=True)
-        activated = registry.activate(version, lineages.project_dir(settings, project_id))
-        log.info("project %s: version %s activated by request", project_id, activated.id)
+        activated = lineages.activate(settings, project_id, version)
+        log.info("project %s: version %s activated by request", project_id, version)
+        if activated is None:  # back to the base
+            return jsonify(project=project_id, version=lineages.BASE, model_version=_served_version(settings, None))
         return jsonify({**activated.to_dict(), "project": project_id})
 
     @app.get("/training")
