@@ -87,7 +87,7 @@ def run_job_in_process(request, settings, job_dir: Path) -> dict:
 
 def test_disk_full_while_saving_a_checkpoint_fails_the_run_and_keeps_the_active_model(
         backend_env, random_checkpoint, tmp_path, monkeypatch):
-    settings = dataclasses.replace(backend_env, train_epochs=2)
+    settings = dataclasses.replace(backend_env, train_epochs=2, train_min_steps=0)
     [old] = registered(settings, random_checkpoint)
     request = TrainingRequest(label_config=corpus.LABEL_CONFIG, project_id=PROJECT, tasks=corpus.annotated_tasks(20, seed=5))
     io = paddle_env.load().paddle.framework.io

@@ -180,6 +180,7 @@ def summary(request):
 def fuzz_env(backend_env, monkeypatch):
     monkeypatch.setenv("UIE_MAX_BODY_MB", str(MAX_BODY_MB))
     monkeypatch.setenv("UIE_TRAIN_EPOCHS", "1")
+    monkeypatch.setenv("UIE_TRAIN_MIN_STEPS", "0")
 
 
 @pytest.fixture

@@ -73,6 +73,7 @@ def test_two_projects_with_different_labels_train_and_roll_back_without_touching
     legacy = registry.add(random_checkpoint, backend_env.checkpoint_dir).id
     registry.activate(legacy, backend_env.checkpoint_dir)
     monkeypatch.setenv("UIE_TRAIN_EPOCHS", "3")  # isolation needs versions, not good ones
+    monkeypatch.setenv("UIE_TRAIN_MIN_STEPS", "0")
     monkeypatch.setenv("UIE_MAX_LOADED_MODELS", "2")
     app = create_app(UIEBackend)
     client = app.test_client()
@@ -164,7 +165,7 @@ def test_a_three_task_project_gets_a_model_that_has_learnt_its_three_tasks(backe
 def test_the_served_model_trained_on_every_task_while_its_dev_scores_come_from_its_held_out_twin(
         backend_env, random_checkpoint):
     install_model(random_checkpoint, backend_env)
-    settings = dataclasses.replace(backend_env, train_epochs=4)
+    settings = dataclasses.replace(backend_env, train_epochs=4, train_min_steps=0)
     tasks = corpus.annotated_tasks(20, seed=5)
     run_dir = settings.data_dir / "runs" / "refit"
     summary = training.run(TrainingRequest(corpus.LABEL_CONFIG, project_id=4, tasks=tasks), settings, run_dir)

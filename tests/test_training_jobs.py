@@ -76,7 +76,7 @@ def test_jobs_run_beside_serving_coalesce_follow_ups_and_survive_a_kill(backend_
     status = client.get("/training").json
     assert status["is_training"] and status["follow_ups"] == ["5"]
 
-    runner.settings = dataclasses.replace(runner.settings, train_epochs=20)  # the follow-up: a short run
+    runner.settings = dataclasses.replace(runner.settings, train_epochs=20, train_min_steps=0)  # the follow-up: a short run
     os.kill(status["running"][0]["pid"], signal.SIGKILL)
     assert runner.wait_idle(300)
     recent = client.get("/training").json["recent"]
@@ -96,6 +96,7 @@ def test_a_worse_model_is_kept_but_not_served_and_rollback_restores_the_old_pred
     good_version = register(trained_checkpoint, backend_env, project=PROJECT)
     monkeypatch.setenv("UIE_TRAIN_LR", "0.5")  # diverges: the new model is much worse
     monkeypatch.setenv("UIE_TRAIN_EPOCHS", "5")
+    monkeypatch.setenv("UIE_TRAIN_MIN_STEPS", "0")
     app = create_app(UIEBackend)
     client = app.test_client()
     good = predict(client)

@@ -39,8 +39,8 @@ RQ = Path(sys.executable).parent / "rq"
 PROJECT = 5
 # a few epochs: the model's quality is not the point here, the coordination is; every version is served
 # (long enough, ~10 s, for a second request to arrive while the first job trains)
-TRAINING = {**TINY_TRAINING, "UIE_TRAIN_EPOCHS": "30", "UIE_ACTIVATION_POLICY": "always",
-            "UIE_AUTO_TRAIN_EVERY": "4", "UIE_AUTO_TRAIN_DELAY": "0.5"}
+TRAINING = {**TINY_TRAINING, "UIE_TRAIN_EPOCHS": "30", "UIE_TRAIN_MIN_STEPS": "0",
+            "UIE_ACTIVATION_POLICY": "always", "UIE_AUTO_TRAIN_EVERY": "4", "UIE_AUTO_TRAIN_DELAY": "0.5"}
 
 
 @pytest.fixture(scope="module")
