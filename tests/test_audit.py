@@ -108,10 +108,13 @@ def test_paddles_wget_download_does_not_exist_and_nothing_here_draws_an_ir_graph
     assert sources and not [p for p in sources if "IrGraph" in p.read_text() or ".draw(" in p.read_text()]
 
 
-def test_onnx_is_never_imported_and_pyarrow_reads_nothing(tmp_path):
-    """onnx's advisories: nothing imports onnx (paddlenlp's ONNX paths also need onnxruntime, absent) while
-    paddle and paddlenlp load, a model predicts and fine-tunes. pyarrow's: datasets is imported (paddle_env's
-    import order) but no dataset is ever loaded, so no Arrow IPC file is read."""
+def test_onnx_is_not_installed_nor_imported_and_pyarrow_reads_nothing(tmp_path):
+    """onnx and paddle2onnx are left out of requirements.lock: nothing imports them (paddlenlp's ONNX paths also
+    need onnxruntime, absent) while paddle and paddlenlp load, a model predicts and fine-tunes. pyarrow's
+    advisory: datasets is imported (by paddlenlp itself) but no dataset is ever loaded, so no Arrow IPC file
+    is read."""
+    pinned = set(audit.read_pins(REPO / "requirements.lock"))
+    assert not pinned & {"onnx", "onnxoptimizer", "paddle2onnx", "polygraphy", "onnxruntime"}
     script = f"""
 import sys
 from pathlib import Path
