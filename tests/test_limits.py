@@ -171,3 +171,15 @@ def test_a_config_of_100k_labels_parses_in_about_a_second():
     started = time.monotonic()
     controls = parse_label_config(labels_config(100_000))
     assert len(controls[0].labels) == 100_000 and time.monotonic() - started < 5
+
+
+def test_an_annotation_webhook_with_a_config_over_the_limit_is_413(backend_env, monkeypatch):
+    """With auto-training on, annotation webhooks keep the project's config until the run: its size is checked."""
+    monkeypatch.setenv("UIE_AUTO_TRAIN_EVERY", str(10**9))
+    monkeypatch.setenv("UIE_MAX_CONFIG_KB", "16")
+    client = create_app(UIEBackend).test_client()
+    event = {"action": "ANNOTATION_CREATED", "project": {"id": 3, "label_config": labels_config(2, comment=20_000)}}
+    response = client.post("/webhook", json=event)
+    assert response.status_code == 413 and "UIE_MAX_CONFIG_KB=16" in response.get_json()["detail"]
+    event["project"]["label_config"] = LABEL_CONFIG
+    assert client.post("/webhook", json=event).get_json()["status"] == "counted"

@@ -20,14 +20,19 @@ class LimitExceeded(Exception):
     """A request is over one of the per-input limits: a 413 whose message names the setting."""
 
 
-def label_config(config: Any, settings: Settings) -> list[SpanControl]:
-    """The config's span controls, refused before parsing when it is over ``UIE_MAX_CONFIG_KB``, and after it
-    when it has more than ``UIE_MAX_LABELS`` labels."""
+def config_size(config: Any, settings: Settings) -> None:
+    """A labeling config of at most ``UIE_MAX_CONFIG_KB`` (anything but a string is left to the parser)."""
     if isinstance(config, str):
         size = len(config.encode("utf-8", "replace"))
         if size > settings.max_config_kb * 1024:
             raise LimitExceeded(f"the labeling config is {size / 1024:,.0f} KB, over UIE_MAX_CONFIG_KB="
                                 f"{settings.max_config_kb} KB")
+
+
+def label_config(config: Any, settings: Settings) -> list[SpanControl]:
+    """The config's span controls, refused before parsing when it is over ``UIE_MAX_CONFIG_KB``, and after it
+    when it has more than ``UIE_MAX_LABELS`` labels."""
+    config_size(config, settings)
     controls = parse_label_config(config)
     labels = schema_labels(controls)
     if len(labels) > settings.max_labels:

@@ -144,6 +144,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         project = data.get("project")
         if (settings.auto_train_every and action in COUNTED_ACTIONS and isinstance(project, dict)
                 and isinstance(project.get("label_config"), str) and _project_id(project.get("id")) is not None):
+            limits.config_size(project["label_config"], settings)  # kept until the run: not parsed now (1 s)
             scheduled = auto.annotation_event(_project_id(project["id"]), project["label_config"])
             return jsonify(status="auto-training scheduled" if scheduled else "counted", action=action), 200
         if action != "START_TRAINING":
