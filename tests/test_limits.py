@@ -183,3 +183,12 @@ def test_an_annotation_webhook_with_a_config_over_the_limit_is_413(backend_env, 
     assert response.status_code == 413 and "UIE_MAX_CONFIG_KB=16" in response.get_json()["detail"]
     event["project"]["label_config"] = LABEL_CONFIG
     assert client.post("/webhook", json=event).get_json()["status"] == "counted"
+
+
+@pytest.mark.parametrize("name", ["UIE_MAX_BODY_MB", "UIE_MAX_CONFIG_KB", "UIE_MAX_LABELS", "UIE_MAX_TEXT_CHARS",
+                                  "UIE_MAX_TASKS"])
+def test_a_limit_of_zero_fails_at_start_up(name):
+    from uie_backend.config import Settings
+
+    with pytest.raises(ValueError, match=f"{name} must be at least 1"):
+        Settings.from_env({name: "0"})

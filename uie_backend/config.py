@@ -138,8 +138,9 @@ class Settings:
         settings = cls(**values)
         if settings.train_from == "active":  # the old default's name: fine-tune what projects are served
             settings = dataclasses.replace(settings, train_from="")
-        if settings.max_loaded_models < 1:
-            raise ValueError("UIE_MAX_LOADED_MODELS must be at least 1")
+        for name in ("max_loaded_models", "max_body_mb", "max_config_kb", "max_labels", "max_text_chars", "max_tasks"):
+            if getattr(settings, name) < 1:  # 0 would refuse every request, not lift the limit
+                raise ValueError(f"{cls.__dataclass_fields__[name].metadata['env']} must be at least 1")
         settings.thresholds()  # parse now: a typo fails at start-up, not at the first prediction
         if settings.engine not in ("fast", "taskflow"):
             raise ValueError("UIE_ENGINE must be `fast` or `taskflow`")
