@@ -7,8 +7,8 @@ WORKDIR /app
 # libgomp: paddle's CPU kernels
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 
-COPY requirements.lock ./
-RUN pip install --no-deps -r requirements.lock
+COPY requirements.lock requirements-tools.txt ./
+RUN pip install --upgrade -r requirements-tools.txt && pip install --no-deps -r requirements.lock
 
 COPY . .
 # models/: the first load writes the static-graph export next to the embedded model's weights

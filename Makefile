@@ -7,8 +7,10 @@ PORT ?= 9090
 
 .PHONY: serve worker test test-fast install
 
-$(STAMP): requirements.lock requirements-test.txt
+$(STAMP): requirements.lock requirements-test.txt requirements-tools.txt
 	$(PYTHON) -m venv $(VENV)
+	# first the installers themselves: Python's bundled pip and setuptools have known vulnerabilities
+	$(VENV)/bin/pip install -q --upgrade -r requirements-tools.txt
 	# --no-deps: the lock is the complete set; it keeps label-studio-ml's obsolete pins out (requirements.txt)
 	$(VENV)/bin/pip install -q --no-deps -r requirements.lock
 	$(VENV)/bin/pip install -q -r requirements-test.txt

@@ -374,29 +374,26 @@ def test_bodies_over_the_limit_are_413(request, path, content_type, auth):
     assert response.status_code == (401 if auth and path != "/webhook" else 413)
 
 
-def test_a_chunked_body_is_read_only_up_to_the_limit(client):
-    """No Content-Length (chunked, as gunicorn passes it): werkzeug reads at most the limit, never the rest."""
+def test_a_chunked_body_over_the_limit_is_413_and_drained_in_small_pieces(client):
+    """No Content-Length (chunked, as gunicorn passes it): werkzeug keeps at most the limit in memory; the rest is
+    read in pieces of 64 KiB and discarded (uie_backend/bodies.py), so the client gets the 413 and no reset."""
     import io
 
     class Counted(io.BytesIO):
-        served = 0
+        served = largest = 0
 
         def read(self, size=-1):
             data = super().read(size)
             Counted.served += len(data)
+            Counted.largest = max(Counted.largest, len(data))
             return data
 
-        def readinto(self, buffer):
-            n = super().readinto(buffer)
-            Counted.served += n
-            return n
-
-    stream = Counted(b'{"tasks": ["' + b"x" * (8 * MAX_BODY_MB * 1024 * 1024) + b'"]}')
-    response = client.post("/predict", input_stream=stream, content_type="application/json",
+    sent = b'{"tasks": ["' + b"x" * (8 * MAX_BODY_MB * 1024 * 1024) + b'"]}'
+    response = client.post("/predict", input_stream=Counted(sent), content_type="application/json",
                            headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
     check(response, "/predict")
-    assert response.status_code in (400, 413)  # werkzeug stops at the limit: the cut JSON is no object
-    assert Counted.served <= MAX_BODY_MB * 1024 * 1024 + 65536
+    assert response.status_code == 413
+    assert Counted.served == len(sent) and Counted.largest <= MAX_BODY_MB * 1024 * 1024
 
 
 @pytest.mark.parametrize("path", POST_PATHS)
@@ -474,3 +471,16 @@ def test_valid_shaped_training_requests_with_garbage_annotations_fail_the_job_no
     assert [job["error"].split(":")[0] for job in recent] == ["DataError", "DataError"], recent
     assert post_json(client, "/predict", {"tasks": [{"data": {"text": "王五"}}], "label_config": LABEL_CONFIG}
                      ).status_code == 200
+
+
+@pytest.mark.parametrize("project", [-1, -3253811])
+def test_a_negative_project_id_names_no_project(app, client, project):
+    """-1 reached lineages' ValueError: a 500 on /predict. It names no project, like any other id that is none."""
+    task = {"id": 1, "data": {"text": "王五去了深圳。"}}
+    assert post_json(client, "/predict", {"tasks": [task], "label_config": LABEL_CONFIG, "project": project}
+                     ).status_code == 200
+    assert post_json(client, "/setup", {"schema": LABEL_CONFIG, "project": project}).status_code == 200
+    assert post_json(client, "/train", {"annotations": [task], "label_config": LABEL_CONFIG, "project": project}
+                     ).status_code == 400
+    assert post_json(client, "/versions", {"project": project}).status_code == 400
+    assert no_job_started(app)

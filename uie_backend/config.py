@@ -59,6 +59,17 @@ class Settings:
     train_batch_size: int = _setting("UIE_TRAIN_BATCH_SIZE", 16, "Examples per fine-tuning step.")
     train_max_seq_len: int = _setting("UIE_TRAIN_MAX_SEQ_LEN", 256, "Tokens per training example.")
     max_body_mb: int = _setting("UIE_MAX_BODY_MB", 64, "Largest request body accepted, in MB (413 beyond).")
+    max_config_kb: int = _setting(
+        "UIE_MAX_CONFIG_KB", 256, "Largest labeling config accepted, in KB (413 beyond; real ones are a few KB).")
+    max_labels: int = _setting(
+        "UIE_MAX_LABELS", 256, "Most labels in a labeling config (413 beyond): each label is a model input for "
+        "every text, so predicting takes time in proportion.")
+    max_text_chars: int = _setting(
+        "UIE_MAX_TEXT_CHARS", 100_000, "Longest text of a task `/predict` accepts, in characters (413 beyond): "
+        "about 230 model windows; 1 MB of text would take minutes.")
+    max_tasks: int = _setting(
+        "UIE_MAX_TASKS", 2000, "Most tasks in one `/predict` (413 beyond: select fewer for Retrieve Predictions); "
+        "how many fit in Label Studio's 100 s depends on the model (`bench/RESULTS.md`).")
     predict_timeout_s: float = _setting(
         "UIE_PREDICT_TIMEOUT", 90.0, "Seconds a `/predict` may compute before it stops with a 503 (Label Studio "
         "gives up after 100 s); checked between slices of 8 batches (0: no limit).")
@@ -127,8 +138,9 @@ class Settings:
         settings = cls(**values)
         if settings.train_from == "active":  # the old default's name: fine-tune what projects are served
             settings = dataclasses.replace(settings, train_from="")
-        if settings.max_loaded_models < 1:
-            raise ValueError("UIE_MAX_LOADED_MODELS must be at least 1")
+        for name in ("max_loaded_models", "max_body_mb", "max_config_kb", "max_labels", "max_text_chars", "max_tasks"):
+            if getattr(settings, name) < 1:  # 0 would refuse every request, not lift the limit
+                raise ValueError(f"{cls.__dataclass_fields__[name].metadata['env']} must be at least 1")
         settings.thresholds()  # parse now: a typo fails at start-up, not at the first prediction
         if settings.engine not in ("fast", "taskflow"):
             raise ValueError("UIE_ENGINE must be `fast` or `taskflow`")

@@ -17,14 +17,14 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request
 from label_studio_tools.core.utils.exceptions import LabelStudioXMLSyntaxErrorSentryIgnored
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import checkpoint, lineages, predictor, redis_jobs, registry
+from . import bodies, checkpoint, limits, lineages, predictor, redis_jobs, registry
 from .autotrain import COUNTED_ACTIONS, AutoTrainer
 from .config import Settings
 from .data import DataError
 from .jobs import JobRunner
-from .labelconfig import LabelConfigError, parse_label_config
+from .labelconfig import LabelConfigError
 from .redis_jobs import QueueUnavailable, RedisJobRunner
 from .training import ProjectRequired, TrainingRequest
 
@@ -41,6 +41,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.json.ensure_ascii = False  # Chinese labels stay readable in answers and logs
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_mb * 1024 * 1024  # larger bodies: 413
+    app.wsgi_app = bodies.draining(app.wsgi_app)  # an answer even to a body nobody reads (bodies.py)
     _announce_model(settings)
     jobs = _job_runner(settings)
     auto = AutoTrainer(settings.auto_train_every, settings.auto_train_delay,
@@ -49,6 +50,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     app.extensions["uie_jobs"] = jobs
 
     def body() -> dict:
+        if request.content_length is None and len(request.get_data(cache=True)) >= app.config["MAX_CONTENT_LENGTH"]:
+            raise RequestEntityTooLarge()  # chunked: werkzeug stops reading at the limit, leaving cut JSON (a 400)
         try:
             data = request.get_json(force=True, silent=True)
         except RecursionError:  # the stdlib parser recurses per nesting level
@@ -60,6 +63,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     def model_for(label_config: Any, **kwargs):
         if label_config is None:
             raise BadRequest("label_config is missing")
+        limits.label_config(label_config, settings)  # before label-studio-ml's own parser sees it
         try:
             return model_class(label_config=label_config, **kwargs)
         except LabelConfigError:
@@ -100,7 +104,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     @app.post("/setup")
     def setup():
         data = body()
-        parse_label_config(data.get("schema"))
+        limits.label_config(data.get("schema"), settings)
         project_id = _project_id(data.get("project"))
         connection = _setup_connection(data)
         if project_id is not None:
@@ -123,6 +127,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
             return jsonify(results=[], model_version=_served_version(settings, project_id))
         model = model_for(data.get("label_config"))
         _check_label_lengths(model, settings)
+        limits.prediction(tasks, getattr(model, "controls", ()), settings)
         deadline = time.monotonic() + settings.predict_timeout_s if settings.predict_timeout_s > 0 else None
         results, errors = model.predict_with_errors(tasks, context=params.get("context"), deadline=deadline,
                                                     project_id=project_id)
@@ -139,13 +144,14 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         project = data.get("project")
         if (settings.auto_train_every and action in COUNTED_ACTIONS and isinstance(project, dict)
                 and isinstance(project.get("label_config"), str) and _project_id(project.get("id")) is not None):
+            limits.config_size(project["label_config"], settings)  # kept until the run: not parsed now (1 s)
             scheduled = auto.annotation_event(_project_id(project["id"]), project["label_config"])
             return jsonify(status="auto-training scheduled" if scheduled else "counted", action=action), 200
         if action != "START_TRAINING":
             return jsonify(status="ignored", action=action), 200
         if not isinstance(project, dict) or "label_config" not in project or "id" not in project:
             raise BadRequest("START_TRAINING needs project.id and project.label_config")
-        parse_label_config(project["label_config"])
+        limits.label_config(project["label_config"], settings)
         return _training_started(
             _submit_training(jobs, settings, project["label_config"], _project_id(project["id"])))
 
@@ -158,7 +164,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         if not all(isinstance(task, dict) for task in tasks):
             # accepted before, then the job failed with "AttributeError: 'int' object has no attribute 'get'"
             raise BadRequest("each of 'annotations' must be a Label Studio task object")
-        parse_label_config(data.get("label_config"))
+        limits.label_config(data.get("label_config"), settings)
         return _training_started(
             _submit_training(jobs, settings, data["label_config"], _project_id(data.get("project")), tasks))
 
@@ -191,7 +197,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         return jsonify(jobs.status())
 
     def _requested_project(required: bool) -> int | None:
-        data = body() if request.content_length else None
+        data = body() if request.get_data(cache=True).strip() else None  # (a chunked body has no content_length)
         raw = request.args.get("project") or (data.get("project") if isinstance(data, dict) else None)
         project_id = _project_id(raw)
         if project_id is None and (required or raw is not None):
@@ -203,6 +209,10 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     @app.errorhandler(DataError)
     def bad_request(exc: Exception):
         return _error(400, "bad request", str(exc))
+
+    @app.errorhandler(limits.LimitExceeded)
+    def over_a_limit(exc: Exception):
+        return _error(413, "too large", str(exc))
 
     @app.errorhandler(registry.VersionNotFound)
     def unknown_version(exc: Exception):
@@ -298,7 +308,7 @@ def _project_id(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return value if value >= 0 else None  # -1 reached lineages' ValueError, a 500 (test_fuzz)
     if isinstance(value, str) and value.split(".", 1)[0].isdigit():
         try:
             return int(value.split(".", 1)[0])

@@ -1,0 +1,57 @@
+"""Per-input limits of a request, each a setting (README table): a request over one is refused at once with a
+413 naming the setting, instead of computing past Label Studio's timeouts.
+
+Found by a hidden fuzzing run (issue 13): a 2 MB labeling config (100,000 labels) to /train got no answer in
+30 s (a quadratic de-duplication in labelconfig.py took 50 s, fixed; the size limit keeps such configs out);
+a 1 MB text to /predict computed until UIE_PREDICT_TIMEOUT (90 s), when Label Studio had long stopped
+waiting; a config of 100,000 labels made one slice of /predict run for minutes, past any deadline check,
+because every label is a model input of every window.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .config import Settings
+from .labelconfig import SpanControl, parse_label_config, schema_labels
+
+
+class LimitExceeded(Exception):
+    """A request is over one of the per-input limits: a 413 whose message names the setting."""
+
+
+def config_size(config: Any, settings: Settings) -> None:
+    """A labeling config of at most ``UIE_MAX_CONFIG_KB`` (anything but a string is left to the parser)."""
+    if isinstance(config, str):
+        size = len(config.encode("utf-8", "replace"))
+        if size > settings.max_config_kb * 1024:
+            raise LimitExceeded(f"the labeling config is {size / 1024:,.0f} KB, over UIE_MAX_CONFIG_KB="
+                                f"{settings.max_config_kb} KB")
+
+
+def label_config(config: Any, settings: Settings) -> list[SpanControl]:
+    """The config's span controls, refused before parsing when it is over ``UIE_MAX_CONFIG_KB``, and after it
+    when it has more than ``UIE_MAX_LABELS`` labels."""
+    config_size(config, settings)
+    controls = parse_label_config(config)
+    labels = schema_labels(controls)
+    if len(labels) > settings.max_labels:
+        raise LimitExceeded(f"the labeling config has {len(labels):,} labels, over UIE_MAX_LABELS={settings.max_labels}"
+                            " (each label is a model input for every text: predictions would take that many times "
+                            "longer)")
+    return controls
+
+
+def prediction(tasks: Sequence[Any], controls: Sequence[SpanControl], settings: Settings) -> None:
+    """A /predict request's tasks: at most ``UIE_MAX_TASKS``, and texts of at most ``UIE_MAX_TEXT_CHARS``."""
+    if len(tasks) > settings.max_tasks:
+        raise LimitExceeded(f"{len(tasks):,} tasks in one request, over UIE_MAX_TASKS={settings.max_tasks}: "
+                            "select fewer tasks for Retrieve Predictions")
+    for control in controls:
+        for task in tasks:
+            data = task.get("data") if isinstance(task, dict) else None
+            text = data.get(control.data_field) if isinstance(data, dict) else None
+            if isinstance(text, str) and len(text) > settings.max_text_chars:
+                raise LimitExceeded(
+                    f"task {task.get('id')!r}: data.{control.data_field} is {len(text):,} characters, over "
+                    f"UIE_MAX_TEXT_CHARS={settings.max_text_chars:,}: split it into shorter tasks or raise the limit")
