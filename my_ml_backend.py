@@ -64,7 +64,7 @@ class UIEBackend(LabelStudioMLBase):
         non-string text) that produced empty ones; past ``deadline`` (``time.monotonic()``) it raises
         ``predictor.PredictionTimeout``."""
         model = predictor.for_project(self.settings, project_id)
-        return regions.predict_tasks(tasks, self.controls, model, context, deadline)
+        return regions.predict_tasks(tasks, self.controls, model, context, deadline, self.settings.max_text_chars)
 
     def fit(self, tasks, workdir: str | None = None, **kwargs: Any) -> dict:
         """Fine-tune on ``tasks`` (annotated Label Studio tasks) or, when none are given, on the project's

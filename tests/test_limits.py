@@ -148,15 +148,18 @@ def test_configs_at_the_limits_are_served(client):
         assert client.post(path, json=payload).status_code == 200, path
 
 
-def test_a_text_over_the_limit_is_refused_at_once_naming_the_task_and_setting(client):
+def test_a_text_over_the_limit_costs_only_its_own_task_a_prediction_at_once_naming_the_setting(client):
     started = time.monotonic()
     tasks = [{"id": 1, "data": {"text": "王五"}}, {"id": 7, "data": {"text": "李四在腾讯工作。" * 400}}]
     response = client.post("/predict", json={"tasks": tasks, "label_config": LABEL_CONFIG})
     assert time.monotonic() - started < 5
-    assert response.status_code == 413
-    assert "task 7" in response.get_json()["detail"] and "UIE_MAX_TEXT_CHARS=3,000" in response.get_json()["detail"]
+    answer = response.get_json()
+    assert response.status_code == 200 and len(answer["results"]) == 2  # Label Studio keeps the other task's
+    assert answer["results"][1] == {"result": [], "score": 0.0, "model_version": answer["model_version"]}
+    [error] = answer["errors"]
+    assert error["task"] == 7 and error["field"] == "data.text" and "UIE_MAX_TEXT_CHARS=3,000" in error["error"]
     tasks[1]["data"]["text"] = "李四在腾讯工作。" * 375  # 3,000 characters: served
-    assert client.post("/predict", json={"tasks": tasks, "label_config": LABEL_CONFIG}).status_code == 200
+    assert "errors" not in client.post("/predict", json={"tasks": tasks, "label_config": LABEL_CONFIG}).get_json()
 
 
 def test_too_many_tasks_are_refused_at_once(client):

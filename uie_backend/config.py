@@ -65,7 +65,8 @@ class Settings:
         "UIE_MAX_LABELS", 256, "Most labels in a labeling config (413 beyond): each label is a model input for "
         "every text, so predicting takes time in proportion.")
     max_text_chars: int = _setting(
-        "UIE_MAX_TEXT_CHARS", 100_000, "Longest text of a task `/predict` accepts, in characters (413 beyond): "
+        "UIE_MAX_TEXT_CHARS", 100_000, "Longest text of a task `/predict` predicts, in characters (beyond: an empty "
+        "prediction and an error naming the task; the others are predicted): "
         "about 230 model windows; 1 MB of text would take minutes.")
     max_tasks: int = _setting(
         "UIE_MAX_TASKS", 2000, "Most tasks in one `/predict` (413 beyond: select fewer for Retrieve Predictions); "

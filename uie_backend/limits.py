@@ -4,7 +4,7 @@
 Found by a hidden fuzzing run (issue 13): a 2 MB labeling config (100,000 labels) to /train got no answer in
 30 s (a quadratic de-duplication in labelconfig.py took 50 s, fixed; the size limit keeps such configs out);
 a 1 MB text to /predict computed until UIE_PREDICT_TIMEOUT (90 s), when Label Studio had long stopped
-waiting; a config of 100,000 labels made one slice of /predict run for minutes, past any deadline check,
+waiting (a text over UIE_MAX_TEXT_CHARS is now refused per task, regions.task_text); a config of 100,000 labels made one slice of /predict run for minutes, past any deadline check,
 because every label is a model input of every window.
 """
 
@@ -42,16 +42,9 @@ def label_config(config: Any, settings: Settings) -> list[SpanControl]:
     return controls
 
 
-def prediction(tasks: Sequence[Any], controls: Sequence[SpanControl], settings: Settings) -> None:
-    """A /predict request's tasks: at most ``UIE_MAX_TASKS``, and texts of at most ``UIE_MAX_TEXT_CHARS``."""
+def prediction(tasks: Sequence[Any], settings: Settings) -> None:
+    """A /predict request of at most ``UIE_MAX_TASKS`` tasks. (A text over ``UIE_MAX_TEXT_CHARS`` costs only
+    its own task a prediction: regions.task_text.)"""
     if len(tasks) > settings.max_tasks:
         raise LimitExceeded(f"{len(tasks):,} tasks in one request, over UIE_MAX_TASKS={settings.max_tasks}: "
                             "select fewer tasks for Retrieve Predictions")
-    for control in controls:
-        for task in tasks:
-            data = task.get("data") if isinstance(task, dict) else None
-            text = data.get(control.data_field) if isinstance(data, dict) else None
-            if isinstance(text, str) and len(text) > settings.max_text_chars:
-                raise LimitExceeded(
-                    f"task {task.get('id')!r}: data.{control.data_field} is {len(text):,} characters, over "
-                    f"UIE_MAX_TEXT_CHARS={settings.max_text_chars:,}: split it into shorter tasks or raise the limit")

@@ -68,8 +68,9 @@ def annotator_spans(context: Any) -> set[tuple[str | None, int, int]]:
     return spans
 
 
-def task_text(task: Any, control: SpanControl) -> str:
-    """The text a control labels, or :class:`TaskError` naming the task and field."""
+def task_text(task: Any, control: SpanControl, max_chars: int | None = None) -> str:
+    """The text a control labels, or :class:`TaskError` naming the task and field (also for a text over
+    ``max_chars``: one such task of a "Retrieve Predictions" must not cost the others theirs)."""
     task_id = task.get("id") if isinstance(task, dict) else None
     data = task.get("data") if isinstance(task, dict) else None
     if not isinstance(data, dict):
@@ -79,6 +80,9 @@ def task_text(task: Any, control: SpanControl) -> str:
     text = data[control.data_field]
     if not isinstance(text, str):
         raise _error(task_id, f"data.{control.data_field}", f"must be a string, not {type(text).__name__}")
+    if max_chars is not None and len(text) > max_chars:
+        raise _error(task_id, f"data.{control.data_field}", f"{len(text):,} characters, over UIE_MAX_TEXT_CHARS="
+                                                            f"{max_chars:,}: split it into shorter tasks or raise the limit")
     return text
 
 
@@ -102,7 +106,8 @@ def task_score(regions: Sequence[dict]) -> float:
 
 
 def predict_tasks(tasks: Sequence[Any], controls: Sequence[SpanControl], model: EntityExtractor,
-                  context: Any = None, deadline: float | None = None) -> tuple[list[dict], list[TaskError]]:
+                  context: Any = None, deadline: float | None = None,
+                  max_text_chars: int | None = None) -> tuple[list[dict], list[TaskError]]:
     """One prediction per task, in order, with one model call per control for the whole batch."""
     regions: list[list[dict]] = [[] for _ in tasks]
     errors: list[TaskError] = []
@@ -111,7 +116,7 @@ def predict_tasks(tasks: Sequence[Any], controls: Sequence[SpanControl], model: 
         texts, positions = [], []
         for position, task in enumerate(tasks):
             try:
-                texts.append(task_text(task, control))
+                texts.append(task_text(task, control, max_text_chars))
                 positions.append(position)
             except _TaskFailure as failure:
                 errors.append(failure.error)

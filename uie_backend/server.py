@@ -127,7 +127,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
             return jsonify(results=[], model_version=_served_version(settings, project_id))
         model = model_for(data.get("label_config"))
         _check_label_lengths(model, settings)
-        limits.prediction(tasks, getattr(model, "controls", ()), settings)
+        limits.prediction(tasks, settings)
         deadline = time.monotonic() + settings.predict_timeout_s if settings.predict_timeout_s > 0 else None
         results, errors = model.predict_with_errors(tasks, context=params.get("context"), deadline=deadline,
                                                     project_id=project_id)
