@@ -171,7 +171,9 @@ class TaskflowEngine:
 
 
 _loaded: OrderedDict[tuple[ModelSource, Settings], Predictor] = OrderedDict()  # least recently used first
-_serving: dict[int | None, tuple[ModelSource, Settings]] = {}  # project -> what it was last served
+# project -> what it was last served, most recent last; bounded, as project ids come from requests
+_serving: OrderedDict[int | None, tuple[ModelSource, Settings]] = OrderedDict()
+SERVING_MEMORY = 10_000  # projects whose last model is remembered (to answer with it while a new one loads)
 _failed: dict[tuple[ModelSource, Settings], str] = {}  # sources that failed to load, and why
 _cache_lock = threading.Lock()  # guards the three dicts; held for dict operations only
 _load_lock = threading.Lock()   # one load at a time: two big models loading at once could exhaust memory
@@ -249,6 +251,9 @@ def _use(key: tuple[ModelSource, Settings], project_id: int | None) -> Predictor
     """Mark a loaded model as just used by the project (call with _cache_lock held)."""
     _loaded.move_to_end(key)
     _serving[project_id] = key
+    _serving.move_to_end(project_id)
+    if len(_serving) > SERVING_MEMORY:
+        _serving.popitem(last=False)
     return _loaded[key]
 
 
