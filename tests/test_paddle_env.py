@@ -13,10 +13,13 @@ def run(code: str) -> subprocess.CompletedProcess:
 def test_plain_import_of_paddlenlp_breaks_on_the_pinned_stack():
     """If this starts passing, a pin changed and uie_backend/paddle_env.py's import order may be dropped.
 
-    The broken import fails one of two ways, seen in CI: zlib.error, or a segmentation fault (-11).
+    The broken import fails in ways that vary between runs, all seen in CI: zlib.error, a segmentation fault
+    (-11), or glibc aborting on "free(): invalid pointer" (-6). The interpreter dying by a signal or the zlib
+    error both count; a clean import, or an ordinary Python exception, does not.
     """
     done = run("import paddlenlp")
-    assert "zlib.error" in done.stderr or done.returncode == -11, (done.returncode, done.stderr[-2000:])
+    killed_by_signal = done.returncode < 0
+    assert "zlib.error" in done.stderr or killed_by_signal, (done.returncode, done.stderr[-2000:])
 
 
 def test_paddle_env_imports_paddlenlp_keeps_logging_and_skips_the_statistics_ping():
