@@ -31,13 +31,14 @@ multiprocessing.set_start_method("spawn", force=True)
 
 
 class UIEBackend(LabelStudioMLBase):
-    """Pre-annotates every ``<Labels>`` control bound to a ``<Text>`` with UIE, using the label values as schema."""
+    """Pre-annotates the ``<Labels>``, ``<Relations>`` and ``<Choices>`` of text with UIE: the schema is the
+    labeling config's (labelconfig.py)."""
 
     # label-studio-ml 1.0.9 would fine-tune on every annotation event; Label Studio 1.23's button sends this.
     TRAIN_EVENTS = ("START_TRAINING",)
 
     def __init__(self, label_config: str | None = None, train_output: dict | None = None, **kwargs: Any):
-        self.controls = parse_label_config(label_config)  # a clear LabelConfigError before anything else
+        self.schema = parse_label_config(label_config)  # a clear LabelConfigError before anything else
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
         self.settings = Settings.from_env()
 
@@ -64,7 +65,8 @@ class UIEBackend(LabelStudioMLBase):
         non-string text) that produced empty ones; past ``deadline`` (``time.monotonic()``) it raises
         ``predictor.PredictionTimeout``."""
         model = predictor.for_project(self.settings, project_id)
-        return regions.predict_tasks(tasks, self.controls, model, context, deadline, self.settings.max_text_chars)
+        return regions.predict_tasks(tasks, self.schema, model, context, deadline, self.settings.max_text_chars,
+                                     self.settings.ask_all_predicates)
 
     def fit(self, tasks, workdir: str | None = None, **kwargs: Any) -> dict:
         """Fine-tune on ``tasks`` (annotated Label Studio tasks) or, when none are given, on the project's

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import convert
 import doccano
-from uie_backend.data import read_jsonl
+from uie_backend.data import read_jsonl, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,11 +110,50 @@ def test_doccano_two_splits_and_schema_negatives(tmp_path):
     assert "组织" in {x["prompt"] for x in read_jsonl(save / "train.txt") if not x["result_list"]}
 
 
-def test_doccano_refuses_cls_and_bad_splits(tmp_path, capsys):
+def _option(example: dict, answer: dict) -> str:
+    """The text of a classification answer: a span of the prompt, at PaddleNLP's negative offsets."""
+    shift = len(example["prompt"]) + 1
+    return example["prompt"][answer["start"] + shift:answer["end"] + shift]
+
+
+def test_doccano_cls_task_type_with_prefix_and_options(tmp_path):
+    source = tmp_path / "cls.jsonl"
+    write_jsonl(source, [{"id": i, "text": f"第{i}条评论", "label": ["好评" if i % 2 else "差评"]} for i in range(20)])
+    save = tmp_path / "out"
+    argv = ["--doccano_file", str(source), "--save_dir", str(save), "--task_type", "cls", "--prompt_prefix", "评价",
+            "--options", "好评", "差评", "--splits", "0.5", "0.5"]
+    assert doccano.main(argv) == 0
+    train, dev = read_jsonl(save / "train.txt"), read_jsonl(save / "dev.txt")
+    # dev asks what serving asks, the config's order; train also gets PaddleNLP's shuffled copies
+    assert {x["prompt"] for x in dev} == {"评价[好评,差评]"} and len(dev) == len(read_jsonl(save / "doccano_dev.jsonl"))
+    assert {x["prompt"] for x in train} == {"评价[好评,差评]", "评价[差评,好评]"}
+    for example in train + dev:
+        [answer] = example["result_list"]
+        i = int(example["content"][1:-3])
+        assert answer["start"] < 0 and _option(example, answer) == answer["text"] == ("好评" if i % 2 else "差评")
+
+
+def test_doccano_ext_relations_and_entity_level_choices_with_a_separator(tmp_path):
+    text = "张三的父亲是张一，张一很和蔼。"
+    record = {"id": 1, "text": text, "relations": [{"id": 0, "from_id": 0, "to_id": 1, "type": "父亲"}],
+              "entities": [{"id": 0, "start_offset": 0, "end_offset": 2, "label": "人物"},
+                           {"id": 1, "start_offset": 6, "end_offset": 8, "label": "人物@@正向"}]}
+    source = tmp_path / "ext.jsonl"
+    write_jsonl(source, [record])
+    save = tmp_path / "out"
+    assert doccano.main(["--doccano_file", str(source), "--save_dir", str(save), "--separator", "@@",
+                         "--splits", "1", "0"]) == 0
+    examples = {x["prompt"]: x["result_list"] for x in read_jsonl(save / "train.txt")}
+    assert examples["人物"] == [{"text": "张三", "start": 0, "end": 2}, {"text": "张一", "start": 6, "end": 8}]
+    assert examples["张三的父亲"] == [{"text": "张一", "start": 6, "end": 8}]
+    assert examples["张一的父亲"] == []  # the inverse prompt: PaddleNLP's first kind of relation negative
+    choices = [(p, r) for p, r in examples.items() if p.startswith("张一的情感倾向[")]
+    assert choices and all(_option({"prompt": p}, answer) == "正向" for p, [answer] in choices)
+
+
+def test_doccano_refuses_bad_splits(tmp_path, capsys):
     source = make_doccano(tmp_path)
     save = tmp_path / "out"
-    assert doccano.main(["--doccano_file", str(source), "--save_dir", str(save), "--task_type", "cls"]) == 2
-    assert "not supported" in capsys.readouterr().err
     assert doccano.main(["--doccano_file", str(source), "--save_dir", str(save), "--splits", "0.8", "0.3"]) == 2
     assert "sum to 1" in capsys.readouterr().err
     assert not save.exists()

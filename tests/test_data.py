@@ -16,7 +16,7 @@ from uie_backend.data import (
     tasks_to_doccano,
     write_jsonl,
 )
-from uie_backend.labelconfig import SpanControl
+from uie_backend.labelconfig import Schema, SpanControl
 
 from conftest import SHARED
 
@@ -195,10 +195,10 @@ def test_empty_result_is_kept_as_negative_and_skipped_task_dropped():
     assert [(r["id"], r["entities"]) for r in records] == [(1, [])]
 
 
-def test_non_span_results_are_ignored():
+def test_a_text_choice_is_doccanos_classification_label():
     choice = {"id": "c", "from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["pos"]}}
     record = task_to_doccano(task("好", annotation(choice)))
-    assert record["entities"] == []
+    assert record["entities"] == [] and record["label"] == ["pos"]
 
 
 @pytest.mark.parametrize("start, end", [(-1, 2), (2, 2), (3, 1), (0, 99), ("0", 2), (0.0, 2), (None, 2)])
@@ -229,7 +229,7 @@ def test_text_field_guessed_from_to_name_or_the_only_string():
 
 
 def test_controls_pick_regions_and_data_field():
-    controls = [SpanControl("ner", "doc", "content", ("人名",))]
+    controls = Schema((SpanControl("ner", "doc", "content", ("人名",)),))
     tagged = annotation(region(0, 2, "人名", from_name="ner", to_name="doc"),
                         region(3, 5, "地名", from_name="old", to_name="doc"))
     record = task_to_doccano(task({"content": "张三在北京"}, tagged), controls)
@@ -239,7 +239,7 @@ def test_controls_pick_regions_and_data_field():
 
 
 def test_spans_on_two_text_fields_are_refused():
-    controls = [SpanControl("a", "title", "title", ("X",)), SpanControl("b", "body", "body", ("X",))]
+    controls = Schema((SpanControl("a", "title", "title", ("X",)), SpanControl("b", "body", "body", ("X",))))
     both = [region(0, 1, "X", from_name="a", to_name="title"), region(0, 1, "X", from_name="b", to_name="body")]
     bad = task({"title": "t", "body": "b"}, annotation(*both), task_id=5)
     with pytest.raises(DataError, match="task 5: spans label several text fields"):

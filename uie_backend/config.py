@@ -94,6 +94,11 @@ class Settings:
     max_loaded_models: int = _setting(
         "UIE_MAX_LOADED_MODELS", 4, "Model versions kept loaded per server process (projects served the same "
         "version share one); the least recently used is unloaded first.")
+    ask_all_predicates: bool = _setting(
+        "UIE_ASK_ALL_PREDICATES", False, "`true`: a model that has learnt no relations (the base, before a "
+        "project's first training) asks every `<Relation>` of every entity it finds: one forward pass per "
+        "(entity, predicate), the expensive case. Trained models ask what the project's annotations taught "
+        "them.")
     negative_ratio: int = _setting("UIE_NEGATIVE_RATIO", 5, "Negative prompts per positive one in training data.")
     label_studio_url: str = _setting(
         "LABEL_STUDIO_URL", "", "Label Studio address for pulling annotations (default: the `hostname` sent to /setup).")
@@ -133,6 +138,9 @@ class Settings:
             if raw is None or (raw == "" and kind is not str):  # UIE_MODEL="" means "no fallback model"
                 continue
             try:
+                if kind is bool:
+                    values[f.name] = _boolean(raw)
+                    continue
                 values[f.name] = Path(raw).expanduser() if issubclass(kind, Path) else kind(raw)
             except ValueError:
                 raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
@@ -150,6 +158,14 @@ class Settings:
         if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
         return settings
+
+
+def _boolean(raw: str) -> bool:
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
 
 
 def markdown_table() -> str:

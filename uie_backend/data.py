@@ -8,20 +8,30 @@ Label Studio task  ->  doccano record  ->  UIE prompt examples
 A doccano record (one JSON object per line, doccano's "entities" form, which PaddleNLP's
 ``doccano.py`` reads) is::
 
-    {"id": 6, "text": "张三在北京",
-     "entities": [{"id": 0, "start_offset": 0, "end_offset": 2, "label": "人名"}],
-     "relations": []}
+    {"id": 6, "text": "张三的父亲是张一",
+     "entities": [{"id": 0, "start_offset": 0, "end_offset": 2, "label": "人物"},
+                  {"id": 1, "start_offset": 6, "end_offset": 8, "label": "人物##正向"}],
+     "relations": [{"id": 0, "from_id": 0, "to_id": 1, "type": "父亲"}],
+     "label": ["正向"]}
 
 Offsets are Python string indices (Unicode code points, end exclusive), exactly as Label Studio
 stores them, so ``text[start_offset:end_offset]`` is the entity. ``id`` is the Label Studio task
 id; it keeps a task in the same train/dev/test split however the data set grows. A record with
 no entities is a real negative: the annotator looked and found nothing.
+
+The rest follows PaddleNLP's doccano conventions: a relation goes from its subject to its object
+(Label Studio's ``direction`` is applied), a per-region choice is written into its entity's label
+after ``##``, and text-level choices are doccano's classification ``label`` list (present only when
+the annotation made a choice). UIE examples are built from records as PaddleNLP's ``doccano.py``
+builds them: entity prompts, ``"{subject}的{predicate}"`` relation prompts, ``prefix[options]``
+classification prompts whose answers lie in the prompt itself, and their negatives.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import tempfile
@@ -30,7 +40,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .labelconfig import SpanControl
+from .labelconfig import ChoicesControl, Schema, SpanControl
+
+SEPARATOR = "##"  # PaddleNLP's: "人名##正向" is an entity 人名 whose region was classified 正向
 
 
 class DataError(ValueError):
@@ -183,24 +195,23 @@ def _field_for_target(data: dict, to_name: str | None) -> str | None:
     return _only_string_field(data)
 
 
-def _labels_regions(annotation: dict, task_id: Any) -> list[dict]:
+def _results(annotation: dict, task_id: Any) -> list[dict]:
     result = annotation.get("result") or []
     if not isinstance(result, list):
         raise DataError(f"task {task_id!r}: field 'annotations[].result' is not a list")
-    return [item for item in result if isinstance(item, dict) and item.get("type") == "labels"]
+    return [item for item in result if isinstance(item, dict)]
 
 
-def _text_field(
-    task: dict, regions: list[dict], controls: Sequence[SpanControl] | None
-) -> tuple[str | None, list[dict]]:
-    """Find the data field holding the text, and the regions that label it."""
+def _text_field(task: dict, regions: list[dict], schema: Schema | None) -> tuple[str | None, list[dict]]:
+    """Find the data field holding the text, and the regions (spans and choices) that label it."""
     data = task.get("data")
     if not isinstance(data, dict):
         raise DataError(f"task {task.get('id')!r}: field 'data' is missing or not an object")
-    if not controls:
+    if schema is None:
         fields_by_region = [(_field_for_target(data, region.get("to_name")), region) for region in regions]
         default_field = _field_for_target(data, None)
     else:
+        controls = [*schema.spans, *schema.choices]
         by_names = {(c.from_name, c.to_name): c.data_field for c in controls}
         fields_by_region = [
             (by_names[key], region) for region in regions
@@ -214,26 +225,17 @@ def _text_field(
     return (fields[0] if fields else default_field), [region for _, region in fields_by_region]
 
 
-def task_to_doccano(task: dict, controls: Sequence[SpanControl] | None = None) -> dict | None:
-    """Convert one Label Studio task to a doccano record, or None when it has no usable annotation.
+def _string_list(value: Any, where: str, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise DataError(f"{where}: field '{name}' is not a list of strings")
+    return value
 
-    With ``controls`` (from the labeling config) only regions of those controls count and the text
-    is read from the bound ``$field``; without, the field is guessed from the regions' ``to_name``,
-    then ``data["text"]``, then the only string in ``data``.
-    """
-    annotation = choose_annotation(task)
-    if annotation is None:
-        return None
-    task_id = task.get("id")
-    field, regions = _text_field(task, _labels_regions(annotation, task_id), controls)
-    if field is None:
-        raise DataError(f"task {task_id!r}: field 'data.text' is missing and data has no single string to use")
-    text = task["data"].get(field)
-    if not isinstance(text, str):
-        raise DataError(f"task {task_id!r}: field 'data.{field}' is missing or not a string")
 
+def _entities(text: str, regions: list[dict], task_id: Any) -> tuple[list[dict], dict[Any, int]]:
+    """Doccano entities of the span regions, and each region id's first entity (what relations point at)."""
     entities: list[dict] = []
-    seen: set[tuple[str, int, int]] = set()
+    by_region: dict[Any, int] = {}
+    seen: dict[tuple[str, int, int], int] = {}
     for region in regions:
         where = f"task {task_id!r}, region {region.get('id')!r}"
         value = region.get("value")
@@ -244,25 +246,107 @@ def task_to_doccano(task: dict, controls: Sequence[SpanControl] | None = None) -
         if "text" in value and text[start:end] != value["text"]:
             raise DataError(f"{where}: field 'value.text' is {value['text']!r}"
                             f" but the text at {start}:{end} is {text[start:end]!r}")
-        labels = value.get("labels")
-        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-            raise DataError(f"{where}: field 'value.labels' is not a list of strings")
-        for label in labels:
+        for label in _string_list(value.get("labels"), where, "value.labels"):
             if (label, start, end) not in seen:
-                seen.add((label, start, end))
+                seen[(label, start, end)] = len(entities)
                 entities.append({"id": len(entities), "start_offset": start, "end_offset": end, "label": label})
-    return {"id": task_id, "text": text, "entities": entities, "relations": []}
+            by_region.setdefault(region.get("id"), seen[(label, start, end)])
+    return entities, by_region
 
 
-def tasks_to_doccano(tasks: Iterable[dict], controls: Sequence[SpanControl] | None = None) -> list[dict]:
+def _relations(results: list[dict], by_region: dict[Any, int]) -> list[dict]:
+    """Doccano relations (subject -> object) of Label Studio's relation results between known regions.
+
+    A relation without a label has no predicate to learn; one whose ends are not regions of this record
+    (another text's, or a control the config no longer has) has nothing to point at: both are left out.
+    """
+    relations: list[dict] = []
+    seen: set[tuple[int, int, str]] = set()
+    for result in results:
+        if result.get("type") != "relation":
+            continue
+        ends = by_region.get(result.get("from_id")), by_region.get(result.get("to_id"))
+        labels = result.get("labels")
+        if None in ends or not isinstance(labels, list):
+            continue
+        direction = result.get("direction", "right")
+        pairs = {"left": [ends[::-1]], "bi": [ends, ends[::-1]]}.get(direction, [ends])
+        for subject, obj in pairs:
+            for predicate in labels:
+                if isinstance(predicate, str) and (subject, obj, predicate) not in seen:
+                    seen.add((subject, obj, predicate))
+                    relations.append({"id": len(relations), "from_id": subject, "to_id": obj, "type": predicate})
+    return relations
+
+
+def _is_region_choice(result: dict, schema: Schema | None) -> bool:
+    if schema is not None:
+        return any(c.per_region and c.from_name == result.get("from_name") for c in schema.choices)
+    value = result.get("value")
+    return isinstance(value, dict) and "start" in value  # Label Studio writes the region's span into it
+
+
+def _choices(results: list[dict], task_id: Any) -> list[tuple[dict, list[str]]]:
+    found = []
+    for result in results:
+        if result.get("type") == "choices":
+            where = f"task {task_id!r}, region {result.get('id')!r}"
+            value = result.get("value")
+            if not isinstance(value, dict):
+                raise DataError(f"{where}: field 'value' is missing or not an object")
+            found.append((result, _string_list(value.get("choices"), where, "value.choices")))
+    return found
+
+
+def task_to_doccano(task: dict, schema: Schema | None = None) -> dict | None:
+    """Convert one Label Studio task to a doccano record, or None when it has no usable annotation.
+
+    With ``schema`` (from the labeling config) only regions of its controls count and the text is read
+    from the bound ``$field``; without, the field is guessed from the regions' ``to_name``, then
+    ``data["text"]``, then the only string in ``data``.
+    """
+    annotation = choose_annotation(task)
+    if annotation is None:
+        return None
+    task_id = task.get("id")
+    results = _results(annotation, task_id)
+    labelled = [r for r in results if r.get("type") in ("labels", "choices")]
+    field, labelled = _text_field(task, labelled, schema)
+    if field is None:
+        raise DataError(f"task {task_id!r}: field 'data.text' is missing and data has no single string to use")
+    text = task["data"].get(field)
+    if not isinstance(text, str):
+        raise DataError(f"task {task_id!r}: field 'data.{field}' is missing or not a string")
+
+    entities, by_region = _entities(text, [r for r in labelled if r.get("type") == "labels"], task_id)
+    record = {"id": task_id, "text": text, "entities": entities, "relations": _relations(results, by_region)}
+    chosen: list[str] = []
+    for result, options in _choices([r for r in labelled if r.get("type") == "choices"], task_id):
+        if not _is_region_choice(result, schema):
+            chosen += [option for option in options if option not in chosen]
+        elif result.get("id") in by_region and options:
+            entity = entities[by_region[result["id"]]]
+            entity["label"] = SEPARATOR.join([entity["label"], *options])
+    if chosen:
+        record["label"] = chosen
+    return record
+
+
+def tasks_to_doccano(tasks: Iterable[dict], schema: Schema | None = None) -> list[dict]:
     """Convert tasks, dropping those without a usable annotation (skipped or never annotated)."""
-    records = (task_to_doccano(task, controls) for task in tasks)
+    records = (task_to_doccano(task, schema) for task in tasks)
     return [record for record in records if record is not None]
+
+
+def split_label(label: str) -> tuple[str, list[str]]:
+    """``"人名##正向"`` -> ``("人名", ["正向"])``: the entity label and its region's choices (PaddleNLP's ``##``)."""
+    entity_label, *choices = label.split(SEPARATOR)
+    return entity_label, choices
 
 
 def label_counts(records: Iterable[dict]) -> Counter[str]:
     """How many entities each label has across ``records``."""
-    return Counter(entity["label"] for record in records for entity in record["entities"])
+    return Counter(split_label(entity["label"])[0] for record in records for entity in record["entities"])
 
 
 # -- doccano records -> UIE examples ----------------------------------------------------------------
@@ -291,7 +375,7 @@ def _record_spans(record: dict) -> dict[str, list[tuple[int, int]]]:
             raise DataError(f"{where}: field 'entities[].label' is missing or not a string")
         start, end = entity.get("start_offset"), entity.get("end_offset")
         _check_span(text, start, end, f"{where}, entity {entity.get('id')!r}", ("start_offset", "end_offset"))
-        label_spans = spans.setdefault(entity["label"], [])
+        label_spans = spans.setdefault(split_label(entity["label"])[0], [])
         if (start, end) not in label_spans:
             label_spans.append((start, end))
     return spans
@@ -312,30 +396,171 @@ def doccano_to_examples(
     labels: Sequence[str] | None = None,
     negative_ratio: int = 5,
     seed: int = 1000,
+    *,
+    predicates: Sequence[str] | None = None,
+    choices: Sequence[ChoicesControl] = (),
+    is_train: bool = True,
 ) -> list[dict]:
-    """Build UIE extraction examples: ``{"content", "result_list", "prompt"}``.
+    """Build UIE examples: ``{"content", "result_list", "prompt"}``, as PaddleNLP's ``doccano.py`` does.
 
-    Each label present in a record gives one positive example holding all its spans. Negatives
-    (``result_list: []``) teach the model to answer nothing: per record, up to
-    ``negative_ratio`` per positive prompt (at least one batch for a record with no entities),
-    drawn from ``labels`` (default: every label seen) absent from that record. The draw is seeded
-    by (seed, record id) so a record's examples do not depend on the other records.
+    *Entities*: each label present in a record gives one positive example holding all its spans. Negatives
+    (``result_list: []``) teach the model to answer nothing: per record, up to ``negative_ratio`` per positive
+    prompt (at least one batch for a record with no entities), drawn from ``labels`` (default: every label
+    seen) absent from that record.
+
+    *Relations*: ``"{subject}的{predicate}"`` answered by the objects. Training negatives are PaddleNLP's three
+    kinds, ``negative_ratio // 3`` per positive of each, topped up to ``negative_ratio`` from the rest: the
+    inverse prompt (``"{object}的{predicate}"``), entities that are no subject asked a predicate of the record,
+    and a subject asked an entity label the record does not use. (PaddleNLP draws the second kind from every
+    record's entities; here only from the record's own, so that a record's examples never depend on the others
+    and the cost stays linear.) Evaluation (``is_train=False``) asks every subject every predicate.
+
+    *Choices*: ``"{prefix}[{options}]"``, answered by spans inside the prompt: negative offsets, ``start =
+    index in prompt - len(prompt) - 1``. A per-region choice (``人名##正向``) asks ``"{entity text}的{prefix}[...]"``.
+    ``choices`` gives each option's prefix and siblings; an option no control has is left out. Serving asks the
+    options in config order, so that order is always trained (and evaluated); training also gets PaddleNLP's
+    augmentation, the options shuffled, when that order differs: a copy with the options elsewhere teaches
+    the model to read them rather than their places (a tiny model trained on shuffled orders only, 7 of 8
+    alike, answered by place).
+
+    Random draws are seeded by (seed, record id), so a record's examples do not depend on the other records.
     """
     if negative_ratio < 0:
         raise DataError(f"negative_ratio must be >= 0, got {negative_ratio}")
     grouped = [(record, _record_spans(record)) for record in records]
     labels = list(dict.fromkeys(labels)) if labels is not None else _sorted_labels(spans for _, spans in grouped)
+    if predicates is None:
+        predicates = sorted({r["type"] for record, _ in grouped for r in _record_relations(record)})
     examples: list[dict] = []
     for record, spans in grouped:
-        text = record["text"]
-        for label, label_spans in spans.items():
-            result_list = [{"text": text[s:e], "start": s, "end": e} for s, e in sorted(label_spans)]
-            examples.append({"content": text, "result_list": result_list, "prompt": label})
-        absent = [label for label in labels if label not in spans]
-        wanted = negative_ratio * max(1, len(spans))
         rng = random.Random(f"{seed}:{record_key(record)}")
-        for label in rng.sample(absent, min(wanted, len(absent))):
-            examples.append({"content": text, "result_list": [], "prompt": label})
+        examples += _entity_examples(record, spans, labels, negative_ratio, rng)
+        examples += _relation_examples(record, labels, list(predicates), negative_ratio, rng, is_train)
+        examples += _choice_examples(record, choices, rng if is_train else None)
+    return examples
+
+
+def _entity_examples(record: dict, spans: dict[str, list[tuple[int, int]]], labels: list[str],
+                     negative_ratio: int, rng: random.Random) -> list[dict]:
+    text = record["text"]
+    examples = []
+    for label, label_spans in spans.items():
+        result_list = [{"text": text[s:e], "start": s, "end": e} for s, e in sorted(label_spans)]
+        examples.append({"content": text, "result_list": result_list, "prompt": label})
+    absent = [label for label in labels if label not in spans]
+    wanted = negative_ratio * max(1, len(spans))
+    for label in rng.sample(absent, min(wanted, len(absent))):
+        examples.append({"content": text, "result_list": [], "prompt": label})
+    return examples
+
+
+def _record_relations(record: dict) -> list[dict]:
+    """A record's relations, checked against its entities."""
+    relations = record.get("relations") or []
+    where = f"record {record.get('id')!r}"
+    if not isinstance(relations, list):
+        raise DataError(f"{where}: field 'relations' is not a list")
+    ids = {entity.get("id") for entity in record["entities"]}
+    for relation in relations:
+        if not isinstance(relation, dict) or not isinstance(relation.get("type"), str):
+            raise DataError(f"{where}: field 'relations[].type' is missing or not a string")
+        for end in ("from_id", "to_id"):
+            if relation.get(end) not in ids:
+                raise DataError(f"{where}, relation {relation.get('id')!r}: field '{end}' is "
+                                f"{relation.get(end)!r}, which is no entity of the record")
+    return relations
+
+
+def _relation_examples(record: dict, labels: list[str], predicates: list[str], negative_ratio: int,
+                       rng: random.Random, is_train: bool) -> list[dict]:
+    text = record["text"]
+    entities = {entity["id"]: entity for entity in record["entities"]}
+    name = {key: text[e["start_offset"]:e["end_offset"]] for key, e in entities.items()}
+    positives: dict[str, list[dict]] = {}
+    inverse, subjects, used = [], [], []
+    for relation in _record_relations(record):
+        subject, obj, predicate = relation["from_id"], relation["to_id"], relation["type"]
+        answer = {"text": name[obj], "start": entities[obj]["start_offset"], "end": entities[obj]["end_offset"]}
+        answers = positives.setdefault(f"{name[subject]}的{predicate}", [])
+        if answer not in answers:
+            answers.append(answer)
+        inverse.append(f"{name[obj]}的{predicate}")
+        subjects += [name[subject]] if name[subject] not in subjects else []
+        used.append(predicate)
+    examples = [{"content": text, "result_list": sorted(answers, key=lambda a: (a["start"], a["end"])),
+                 "prompt": prompt} for prompt, answers in positives.items()]
+    if not is_train:
+        negatives = [f"{s}的{p}" for s in subjects for p in predicates]
+    elif positives:
+        record_labels_ = {split_label(e["label"])[0] for e in entities.values()}
+        kinds = (inverse,
+                 [f"{n}的{rng.choice(used)}" for n in sorted(set(name.values()) - set(subjects))],
+                 [f"{rng.choice(subjects)}的{label}" for label in labels if label not in record_labels_])
+        negatives, rest = _sampled_negatives(kinds, positives, len(positives), negative_ratio, rng)
+        missing = len(positives) * negative_ratio - len(negatives)
+        negatives += rng.sample(rest, min(max(0, missing), len(rest)))
+    else:
+        negatives = []
+    negatives = [p for p in dict.fromkeys(negatives) if p not in positives]
+    return examples + [{"content": text, "result_list": [], "prompt": p} for p in negatives]
+
+
+def _sampled_negatives(kinds, positives, num_positive: int, negative_ratio: int,
+                       rng: random.Random) -> tuple[list[str], list[str]]:
+    """PaddleNLP's ``add_relation_negative_example`` for each kind: all of it when it is small, else
+    ``negative_ratio // 3`` per positive; what was not drawn is the rest to top up from."""
+    per_kind = negative_ratio // 3
+    added, rest = [], []
+    for kind in kinds:
+        candidates = [p for p in dict.fromkeys(kind) if p not in positives]
+        if math.ceil(len(candidates) / num_positive) <= per_kind:
+            added += candidates
+        else:
+            drawn = rng.sample(candidates, per_kind * num_positive)
+            added += drawn
+            rest += [p for p in candidates if p not in set(drawn)]
+    return added, rest
+
+
+def choice_examples(content: str, control: ChoicesControl, chosen: Sequence[str], rng: random.Random | None,
+                    subject: str | None = None) -> list[dict]:
+    """Classification examples: the options in config order and, with ``rng``, shuffled when that differs.
+    The chosen options are spans of the prompt (negative offsets)."""
+    orders = [list(control.options)]
+    if rng is not None:
+        shuffled = list(control.options)
+        rng.shuffle(shuffled)
+        orders += [shuffled] if shuffled != orders[0] else []
+    examples = []
+    for order in orders:
+        prompt = control.prompt(order, subject)
+        begin = len(prompt) - 1 - len(",".join(order))
+        result_list = []
+        for option in order:
+            if option in chosen:
+                start = begin - len(prompt) - 1
+                result_list.append({"text": option, "start": start, "end": start + len(option)})
+            begin += len(option) + 1
+        examples.append({"content": content, "result_list": result_list, "prompt": prompt})
+    return examples
+
+
+def _choice_examples(record: dict, choices: Sequence[ChoicesControl], rng: random.Random | None) -> list[dict]:
+    text = record["text"]
+    chosen = record.get("label") or []
+    if not isinstance(chosen, list) or not all(isinstance(c, str) for c in chosen):
+        raise DataError(f"record {record.get('id')!r}: field 'label' is not a list of strings")
+    examples = []
+    for control in (c for c in choices if not c.per_region):
+        picked = [option for option in chosen if option in control.options]
+        if picked:
+            examples += choice_examples(text, control, picked, rng)
+    for entity in record["entities"]:
+        _, options = split_label(entity["label"])
+        control = next((c for c in choices if c.per_region and set(options) & set(c.options)), None)
+        if control is not None:
+            subject = text[entity["start_offset"]:entity["end_offset"]]
+            examples += choice_examples(text, control, options, rng, subject)
     return examples
 
 

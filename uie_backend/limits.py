@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .config import Settings
-from .labelconfig import SpanControl, parse_label_config, schema_labels
+from .labelconfig import Schema, parse_label_config
 
 
 class LimitExceeded(Exception):
@@ -29,17 +29,17 @@ def config_size(config: Any, settings: Settings) -> None:
                                 f"{settings.max_config_kb} KB")
 
 
-def label_config(config: Any, settings: Settings) -> list[SpanControl]:
-    """The config's span controls, refused before parsing when it is over ``UIE_MAX_CONFIG_KB``, and after it
-    when it has more than ``UIE_MAX_LABELS`` labels."""
+def label_config(config: Any, settings: Settings) -> Schema:
+    """The config's schema, refused before parsing when it is over ``UIE_MAX_CONFIG_KB``, and after it when it
+    has more than ``UIE_MAX_LABELS`` labels (entity labels, predicates and choices together)."""
     config_size(config, settings)
-    controls = parse_label_config(config)
-    labels = schema_labels(controls)
+    schema = parse_label_config(config)
+    labels = [*schema.labels, *schema.predicates, *(o for c in schema.choices for o in c.options)]
     if len(labels) > settings.max_labels:
         raise LimitExceeded(f"the labeling config has {len(labels):,} labels, over UIE_MAX_LABELS={settings.max_labels}"
                             " (each label is a model input for every text: predictions would take that many times "
                             "longer)")
-    return controls
+    return schema
 
 
 def prediction(tasks: Sequence[Any], settings: Settings) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 Span = tuple[str, int, int]  # (label, start, end), end exclusive
 
@@ -54,6 +54,20 @@ class SpanReport:
         for label, s in named:
             rows.append(f"| {label} | {s.precision:.4f} | {s.recall:.4f} | {s.f1:.4f} | {s.support} |")
         return "\n".join(rows)
+
+
+def regroup(report: SpanReport, group_of: Callable[[str], str | None]) -> SpanReport:
+    """The report's rows summed into groups (``group_of(label)``; None leaves a row out), the overall row
+    recomputed over the rows kept: per-predicate scores out of per-prompt ones, for instance."""
+    totals: dict[str, Counter[str]] = {}
+    for label, score in report.per_label.items():
+        group = group_of(label)
+        if group is not None:
+            totals.setdefault(group, Counter()).update(
+                {"correct": score.correct, "predicted": score.predicted, "support": score.support})
+    per_label = {group: _score(c["correct"], c["predicted"], c["support"]) for group, c in totals.items()}
+    overall = _score(*(sum(c[k] for c in totals.values()) for k in ("correct", "predicted", "support")))
+    return SpanReport(per_label, overall)
 
 
 def score_spans(gold: Iterable[Iterable[Span]], predicted: Iterable[Iterable[Span]]) -> SpanReport:

@@ -23,6 +23,7 @@ from . import checkpoint, lineages, paddle_env, trainer, windows
 from .config import Settings
 from .inference import StaticForward
 from .lineages import ModelSource, ModelUnavailable
+from .relation_schema import RelationSchema
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Entity:
 
 
 class Predictor:
-    """One loaded model: long texts cut into windows, every (window × label) in one batched engine call,
+    """One loaded model: long texts cut into windows, every (window × prompt) in one batched engine call,
     results merged back with exact offsets, thresholds and the per-task cap applied."""
 
     def __init__(self, source: ModelSource, settings: Settings):
@@ -54,6 +55,9 @@ class Predictor:
         self.version = source.version
         self.settings = settings
         self._thresholds = settings.thresholds()
+        # the schema tree learnt with this model (relation_schema.py); None: a model that never saw relations
+        self.relation_schema = RelationSchema.from_dict(
+            checkpoint.read_meta(source.path).get("relation_schema") if source.path else None)
         self._lock = threading.Lock()  # neither engine is safe to call from two threads at once
         paddle_env.load(str(settings.ppnlp_home))
         device = paddle_env.set_device(settings.device)
@@ -73,23 +77,37 @@ class Predictor:
 
     def extract(self, texts: Sequence[str], labels: Sequence[str],
                 deadline: float | None = None) -> list[list[Entity]]:
-        """Entities of every label in every text, best first when capped, offsets exact in every case.
+        """Entities of every label in every text, best first when capped, offsets exact in every case."""
+        answers = self.ask([(text, label) for text in texts for label in labels], deadline)
+        results: list[list[Entity]] = []
+        for index in range(len(texts)):
+            found = [e for answer in answers[index * len(labels):(index + 1) * len(labels)] for e in answer]
+            found.sort(key=lambda e: (e.start, e.end, e.label))
+            if self.settings.max_regions:
+                found = sorted(found, key=lambda e: -e.score)[:self.settings.max_regions]
+            results.append(found)
+        return results
+
+    def ask(self, queries: Sequence[tuple[str, str]], deadline: float | None = None) -> list[list[Entity]]:
+        """UIE's answers to ``(text, prompt)`` queries, each an :class:`Entity` labelled with its prompt.
+
+        Answers in the text have exact offsets into the whole text, however long (windows). The answers of a
+        classification prompt (``情感倾向[正向,负向]``) are options, spans of the prompt with negative offsets
+        (trainer.encode), each with its best probability over the text's windows.
 
         ``deadline`` (a ``time.monotonic()`` value) is checked before each slice: past it, the work stops
         with :class:`PredictionTimeout` rather than answering after the client stopped waiting.
         """
-        results: list[list[Entity]] = [[] for _ in texts]
-        if not labels:
-            return results
-        width = self.settings.max_seq_len - max(len(label) for label in labels) - 3
-        pieces = []  # (text index, window)
-        for index, text in enumerate(texts):
-            if text.strip():  # nothing to find in empty text (and Taskflow rejects it)
+        pieces = []  # (query index, window)
+        for index, (text, prompt) in enumerate(queries):
+            width = self.settings.max_seq_len - len(prompt) - 3
+            if text.strip() and width > 0:  # nothing to find in empty text (and Taskflow rejects it); a relation
+                # prompt naming a subject longer than a window has no room for text, so no answer
                 pieces += [(index, w) for w in windows.cut(text, width, self.settings.window_overlap)]
         # The lock is taken per slice of CHUNK_BATCHES batches, not for the whole request: a task opened by an
         # annotator then waits for one slice of a big "Retrieve Predictions", not for all of it.
-        per_chunk = max(1, self.settings.batch_size * CHUNK_BATCHES // len(labels))
-        found: list[list[Entity]] = []
+        per_chunk = self.settings.batch_size * CHUNK_BATCHES
+        found: list[list[tuple[int, int, float]]] = []
         for begin in range(0, len(pieces), per_chunk):
             chunk = pieces[begin:begin + per_chunk]
             if begin and deadline is not None and time.monotonic() > deadline:  # one slice always runs
@@ -97,15 +115,24 @@ class Predictor:
                     f"prediction stopped after {begin} of {len(pieces)} text windows: past UIE_PREDICT_TIMEOUT="
                     f"{self.settings.predict_timeout_s:g} s; send fewer tasks per request or raise the limit")
             with self._lock:
-                found += self._engine.extract([texts[i][w.start:w.end] for i, w in chunk], labels, self.threshold)
-        by_text: dict[int, list] = {}
-        for (index, window), entities in zip(pieces, found):
-            by_text.setdefault(index, []).append((window, entities))
-        for index, per_window in by_text.items():
-            merged = windows.merge(per_window)
-            if self.settings.max_regions:
-                merged = sorted(merged, key=lambda e: -e.score)[:self.settings.max_regions]
-            results[index] = [replace(e, text=texts[index][e.start:e.end]) for e in merged]
+                found += self._engine.answer([(queries[i][0][w.start:w.end], queries[i][1]) for i, w in chunk],
+                                             self.threshold)
+        by_query: dict[int, list] = {}
+        for (index, window), spans in zip(pieces, found):
+            by_query.setdefault(index, []).append((window, spans))
+        results: list[list[Entity]] = [[] for _ in queries]
+        for index, per_window in by_query.items():
+            text, prompt = queries[index]
+            in_text = windows.merge((w, [Entity(prompt, s, e, "", p) for s, e, p in spans if s >= 0])
+                                    for w, spans in per_window)
+            options: dict[tuple[int, int], float] = {}
+            for _, spans in per_window:
+                for s, e, p in spans:
+                    if s < 0:
+                        options[(s, e)] = max(p, options.get((s, e), 0.0))
+            shift = len(prompt) + 1
+            results[index] = [replace(e, text=text[e.start:e.end]) for e in in_text] + [
+                Entity(prompt, s, e, prompt[s + shift:e + shift], p) for (s, e), p in sorted(options.items())]
         return results
 
 
@@ -123,18 +150,14 @@ class PointerEngine:
         self.forward = StaticForward(model_dir, device, settings.num_threads)
         self.settings = settings
 
-    def extract(self, texts: Sequence[str], labels: Sequence[str], threshold) -> list[list[Entity]]:
-        items = []
-        for text in texts:
-            tokens = trainer.tokenize(self.tokenizer, text)  # once per text, not once per label
-            items += [trainer.encode({"content": text, "prompt": label, "result_list": []}, self.tokenizer,
-                                     self.settings.max_seq_len, tokens) for label in labels]
-        spans = trainer.predict_encoded(self.forward, items, self.settings.batch_size,
-                                        lambda item: threshold(item.prompt))
-        found: list[list[Entity]] = [[] for _ in texts]
-        for n, (item, item_spans) in enumerate(zip(items, spans)):
-            found[n // len(labels)] += [Entity(item.prompt, s, e, item.content[s:e], p) for s, e, p in item_spans]
-        return found
+    def answer(self, queries: Sequence[tuple[str, str]], threshold) -> list[list[tuple[int, int, float]]]:
+        tokens: dict[str, tuple] = {}  # each text tokenised once, however many prompts it is asked
+        items = [trainer.encode({"content": text, "prompt": prompt, "result_list": []}, self.tokenizer,
+                                self.settings.max_seq_len,
+                                tokens.get(text) or tokens.setdefault(text, trainer.tokenize(self.tokenizer, text)))
+                 for text, prompt in queries]
+        return trainer.predict_encoded(self.forward, items, self.settings.batch_size,
+                                       lambda item: threshold(item.prompt))
 
 
 class TaskflowEngine:
@@ -151,22 +174,22 @@ class TaskflowEngine:
         kwargs.update({"task_path": str(source.path)} if source.path else {"model": source.name})
         self._taskflow = Taskflow("information_extraction", **kwargs)
 
-    def extract(self, texts: Sequence[str], labels: Sequence[str], threshold) -> list[list[Entity]]:
-        found: list[list[Entity]] = [[] for _ in texts]
-        by_threshold: dict[float, list[str]] = {}
-        for label in labels:
-            by_threshold.setdefault(threshold(label), []).append(label)
-        for position_prob, group in by_threshold.items():
+    def answer(self, queries: Sequence[tuple[str, str]], threshold) -> list[list[tuple[int, int, float]]]:
+        found: list[list[tuple[int, int, float]]] = [[] for _ in queries]
+        by_prompt: dict[str, list[int]] = {}
+        for index, (_, prompt) in enumerate(queries):
+            by_prompt.setdefault(prompt, []).append(index)
+        for prompt, indices in by_prompt.items():
             # Taskflow takes one threshold per instance; it is a plain attribute read at each call.
-            self._taskflow.task_instance._position_prob = position_prob
-            self._taskflow.set_schema(group)
-            for index, by_label in enumerate(self._taskflow(list(texts))):
-                for label, items in by_label.items():
-                    for item in items:
-                        if "start" not in item:  # a span inside the prompt: Taskflow's classification-style answer
-                            continue
-                        start, end = int(item["start"]), int(item["end"])
-                        found[index].append(Entity(label, start, end, texts[index][start:end], float(item["probability"])))
+            self._taskflow.task_instance._position_prob = threshold(prompt)
+            self._taskflow.set_schema([prompt])
+            for index, by_label in zip(indices, self._taskflow([queries[i][0] for i in indices])):
+                for item in by_label.get(prompt, []):
+                    if "start" in item:
+                        found[index].append((int(item["start"]), int(item["end"]), float(item["probability"])))
+                    elif trainer.is_choice_prompt(prompt):  # an option: Taskflow gives its text, not its place
+                        start = prompt.rfind(item["text"]) - len(prompt) - 1
+                        found[index].append((start, start + len(item["text"]), float(item["probability"])))
         return found
 
 

@@ -3,6 +3,12 @@
 Label Studio drops a whole ``/predict`` answer, silently, when it does not hold exactly one prediction per
 task in order, so a task that cannot be predicted (its text field is missing, say) still gets an empty
 prediction, and the reason goes into a separate list of errors naming the task and the field.
+
+Prediction follows UIE's schema tree, as Taskflow's multi-stage prediction does, so its cost grows with what
+is found rather than with the schema: first every entity label (minus those found only through a relation,
+relation_schema.py) of every text; then, only for the entities found, their relation prompts
+(``"{entity}的{predicate}"``) and per-region choices; text-level choices once per text. Each stage is one
+batched model call over all tasks of the request.
 """
 
 from __future__ import annotations
@@ -11,14 +17,18 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from .labelconfig import SpanControl
+from .labelconfig import ChoicesControl, Schema, SpanControl
+from .relation_schema import RelationSchema
 
 
 class EntityExtractor(Protocol):
     version: str
+    relation_schema: RelationSchema | None  # learnt with the model; None: the model has never seen relations
 
     def extract(self, texts: Sequence[str], labels: Sequence[str],
                 deadline: float | None = None) -> list[list[Any]]: ...
+
+    def ask(self, queries: Sequence[tuple[str, str]], deadline: float | None = None) -> list[list[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,7 @@ def annotator_spans(context: Any) -> set[tuple[str | None, int, int]]:
     return spans
 
 
-def task_text(task: Any, control: SpanControl, max_chars: int | None = None) -> str:
+def task_text(task: Any, control: SpanControl | ChoicesControl, max_chars: int | None = None) -> str:
     """The text a control labels, or :class:`TaskError` naming the task and field (also for a text over
     ``max_chars``: one such task of a "Retrieve Predictions" must not cost the others theirs)."""
     task_id = task.get("id") if isinstance(task, dict) else None
@@ -102,27 +112,155 @@ def task_score(regions: Sequence[dict]) -> float:
     Sorting by prediction score ascending in Label Studio therefore puts first the tasks the model is
     least sure about (or found nothing in): the ones where an annotator's label teaches it most.
     """
-    return min((r["score"] for r in regions), default=0.0)
+    return min((r["score"] for r in regions if "score" in r), default=0.0)  # a relation has no score of its own
 
 
-def predict_tasks(tasks: Sequence[Any], controls: Sequence[SpanControl], model: EntityExtractor,
-                  context: Any = None, deadline: float | None = None,
-                  max_text_chars: int | None = None) -> tuple[list[dict], list[TaskError]]:
-    """One prediction per task, in order, with one model call per control for the whole batch."""
-    regions: list[list[dict]] = [[] for _ in tasks]
+def predict_tasks(tasks: Sequence[Any], schema: Schema, model: EntityExtractor, context: Any = None,
+                  deadline: float | None = None, max_text_chars: int | None = None,
+                  ask_all_predicates: bool = False) -> tuple[list[dict], list[TaskError]]:
+    """One prediction per task, in order: entities, then relations and per-region choices of the entities found,
+    and text-level choices; each stage one model call for the whole batch."""
+    results: list[list[dict]] = [[] for _ in tasks]
     errors: list[TaskError] = []
-    known = annotator_spans(context)
-    for control in controls:
-        texts, positions = [], []
+    texts: dict[tuple[int, str], str] = {}  # (task position, Text name) -> its text
+    for control in (*schema.spans, *schema.choices):
         for position, task in enumerate(tasks):
-            try:
-                texts.append(task_text(task, control, max_text_chars))
-                positions.append(position)
-            except _TaskFailure as failure:
-                errors.append(failure.error)
-        found = model.extract(texts, control.labels, deadline)
-        for position, entities in zip(positions, found):
-            regions[position] += [region(control, e) for e in entities
-                                  if not {(control.to_name, e.start, e.end), (None, e.start, e.end)} & known]
-    results = [{"result": r, "score": task_score(r), "model_version": model.version} for r in regions]
-    return results, errors
+            if (position, control.to_name) not in texts:
+                try:
+                    texts[(position, control.to_name)] = task_text(task, control, max_text_chars)
+                except _TaskFailure as failure:
+                    texts[(position, control.to_name)] = None
+                    errors.append(failure.error)
+    known = annotator_spans(context)
+    trees = _relation_trees(schema, model.relation_schema, ask_all_predicates)
+    found = _entities(schema, model, texts, known, trees, deadline)
+    for position, entity_regions in found.items():
+        results[position] += [r for r, _ in entity_regions]
+    queries = _Queries()
+    for position, entity_regions in found.items():
+        for r, control in entity_regions:
+            text = texts[(position, control.to_name)]
+            subject = r["value"]["text"]
+            for predicate, object_label in trees.get((control.from_name, r["value"]["labels"][0]), {}).items():
+                queries.add(("relation", position, control, subject, predicate, object_label), text,
+                            f"{subject}的{predicate}")
+            for choices in schema.region_choices:
+                if choices.to_name == control.to_name:
+                    queries.add(("region choice", position, choices, r["id"]), text, choices.prompt(subject=subject))
+    for choices in schema.text_choices:
+        for position in range(len(tasks)):
+            if texts.get((position, choices.to_name)) is not None:
+                queries.add(("choice", position, choices), texts[(position, choices.to_name)], choices.prompt())
+    for key, answers in queries.answered(model, deadline):
+        kind, position = key[0], key[1]
+        if kind == "relation":
+            results[position] += _relations(key, answers, found.get(position, []), known)
+        elif kind == "region choice" and (chosen := _chosen(key[2], answers)):
+            entity_region = next(r for r, _ in found[position] if r["id"] == key[3])
+            results[position].append(_region_choice(entity_region, key[2], chosen))
+        elif kind == "choice" and (chosen := _chosen(key[2], answers)):
+            results[position].append(_text_choice(key[2], chosen))
+    predictions = [{"result": r, "score": task_score(r), "model_version": model.version} for r in results]
+    return predictions, errors
+
+
+class _Queries:
+    """Second-stage prompts, each (text, prompt) asked once however many regions need its answer."""
+
+    def __init__(self):
+        self._asked: dict[tuple[str, str], int] = {}
+        self._keys: dict[Any, int] = {}  # a key added twice (a subject's second occurrence) is answered once
+
+    def add(self, key: Any, text: str, prompt: str) -> None:
+        self._keys.setdefault(key, self._asked.setdefault((text, prompt), len(self._asked)))
+
+    def answered(self, model: EntityExtractor, deadline: float | None):
+        answers = model.ask(list(self._asked), deadline) if self._asked else []
+        return [(key, answers[index]) for key, index in self._keys.items()]
+
+
+def _relation_trees(schema: Schema, learnt: RelationSchema | None,
+                    ask_all: bool) -> dict[tuple[str, str], dict[str, str | None]]:
+    """(Labels control, subject label) -> {predicate: object label, or None when unknown}, within the config."""
+    trees: dict[tuple[str, str], dict[str, str | None]] = {}
+    if not schema.predicates:
+        return trees
+    for control in schema.spans:
+        for label in control.labels:
+            if learnt is not None:
+                tree = {p: o if o in control.labels else None
+                        for p, o in learnt.predicates.get(label, {}).items() if p in schema.predicates}
+            else:
+                tree = dict.fromkeys(schema.predicates) if ask_all else {}
+            if tree:
+                trees[(control.from_name, label)] = tree
+    return trees
+
+
+def _entities(schema: Schema, model: EntityExtractor, texts: dict, known: set, trees: dict,
+              deadline: float | None) -> dict[int, list[tuple[dict, SpanControl]]]:
+    """First stage: the entity regions of every task, per position, each with its control."""
+    objects_only = model.relation_schema.objects_only if model.relation_schema and trees else frozenset()
+    found: dict[int, list[tuple[dict, SpanControl]]] = {}
+    for control in schema.spans:
+        labels = [label for label in control.labels if label not in objects_only]
+        positions = [p for (p, name), text in texts.items() if name == control.to_name and text is not None]
+        for position, entities in zip(positions, model.extract([texts[(p, control.to_name)] for p in positions],
+                                                               labels, deadline)):
+            found.setdefault(position, []).extend(
+                (region(control, e), control) for e in entities
+                if not {(control.to_name, e.start, e.end), (None, e.start, e.end)} & known)
+    return found
+
+
+def _relations(key: tuple, answers: Sequence, entity_regions: list[tuple[dict, SpanControl]],
+               known: set) -> list[dict]:
+    """Relation results for one relation prompt's answers: from the nearest region holding the subject's text
+    (the prompt names the subject by its text, so every occurrence asks the same), to the region at the
+    answer's span, which is created, labelled with the object label learnt, when the first stage did not
+    find it. New regions come first in the returned list."""
+    _, _, control, subject, predicate, object_label = key
+    subjects = [r for r, c in entity_regions if c is control and r["value"]["text"] == subject]
+    out = []
+    for answer in answers:
+        if answer.start < 0:
+            continue
+        target = next((r for r, c in entity_regions if c.to_name == control.to_name
+                       and (r["value"]["start"], r["value"]["end"]) == (answer.start, answer.end)), None)
+        if target is None:
+            if object_label is None or {(control.to_name, answer.start, answer.end),
+                                        (None, answer.start, answer.end)} & known:
+                continue
+            target = region(control, replace_label(answer, object_label))
+            entity_regions.append((target, control))
+            out.insert(0, target)
+        source = min(subjects, key=lambda r: abs(r["value"]["start"] - answer.start), default=None)
+        if source is not None and source is not target:
+            out.append({"from_id": source["id"], "to_id": target["id"], "type": "relation", "direction": "right",
+                        "labels": [predicate]})
+    return out
+
+
+def replace_label(entity, label: str):
+    return type(entity)(label, entity.start, entity.end, entity.text, entity.score)
+
+
+def _chosen(control: ChoicesControl, answers: Sequence) -> list[tuple[str, float]]:
+    """The options a classification prompt's answers pick: the best one, or every one for ``choice="multiple"``."""
+    options = sorted(((a.text, a.score) for a in answers if a.start < 0 and a.text in control.options),
+                     key=lambda option: -option[1])
+    return options if control.multiple else options[:1]
+
+
+def _text_choice(control: ChoicesControl, chosen: list[tuple[str, float]]) -> dict:
+    return {"id": hashlib.sha1(f"{control.from_name}|{control.to_name}".encode("utf-8")).hexdigest()[:10],
+            "from_name": control.from_name, "to_name": control.to_name, "type": "choices",
+            "value": {"choices": [option for option, _ in chosen]}, "score": round(min(p for _, p in chosen), 6)}
+
+
+def _region_choice(entity_region: dict, control: ChoicesControl, chosen: list[tuple[str, float]]) -> dict:
+    """Label Studio's per-region choice: the region's own id, with its span in the value."""
+    span = {k: entity_region["value"][k] for k in ("start", "end", "text")}
+    return {"id": entity_region["id"], "from_name": control.from_name, "to_name": control.to_name,
+            "type": "choices", "value": {**span, "choices": [option for option, _ in chosen]},
+            "score": round(min(p for _, p in chosen), 6)}

@@ -97,30 +97,44 @@ def tokenize(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     return ids, fix_unknown(tokenizer.convert_ids_to_tokens(ids), enc["offset_mapping"], text)
 
 
+def is_choice_prompt(prompt: str) -> bool:
+    """``情感倾向[正向,负向]``: a classification prompt, answered by a span of the prompt itself."""
+    return prompt.endswith("]") and "[" in prompt[:-1]
+
+
 def encode(example: dict, tokenizer, max_seq_len: int,
            content_tokens: tuple[list[int], list[tuple[int, int]]] | None = None) -> Encoded:
     """``[CLS] prompt [SEP] content [SEP]``, with the answer spans put on the start/end pointers.
 
     Content tokens get offsets into the content; a span whose characters were truncated away or that
     covers no token (whitespace only) has no pointer, but stays in ``gold`` so evaluation still counts it.
+    The tokens of a classification prompt get PaddleNLP's negative offsets (character ``i`` of the prompt is
+    ``i - len(prompt) - 1``), so that its answers, the options, are spans like any other; other prompts'
+    tokens get (0, 0) and can never be an answer.
     ``content_tokens`` (from :func:`tokenize`) saves tokenising a text again for each of its prompts.
     """
-    prompt_ids, _ = tokenize(tokenizer, example["prompt"])
+    prompt = example["prompt"]
+    prompt_ids, prompt_offsets = tokenize(tokenizer, prompt)
+    if is_choice_prompt(prompt):
+        shift = len(prompt) + 1
+        prompt_offsets = [(start - shift, end - shift) for start, end in prompt_offsets]
+    else:
+        prompt_offsets = [(0, 0)] * len(prompt_ids)
     content_ids, content_offsets = content_tokens or tokenize(tokenizer, example["content"])
     room = max(0, max_seq_len - len(prompt_ids) - 3)
     content_ids, content_offsets = content_ids[:room], content_offsets[:room]
     ids = [tokenizer.cls_token_id, *prompt_ids, tokenizer.sep_token_id, *content_ids, tokenizer.sep_token_id]
     types = [0] * (len(prompt_ids) + 2) + [1] * (len(content_ids) + 1)
-    offsets = [(0, 0)] * (len(prompt_ids) + 2) + [tuple(o) for o in content_offsets] + [(0, 0)]
+    offsets = [(0, 0), *prompt_offsets, (0, 0)] + [tuple(o) for o in content_offsets] + [(0, 0)]
     starts, ends = [0.0] * len(ids), [0.0] * len(ids)
     gold = set()
     for span in example["result_list"]:
-        gold.add((example["prompt"], span["start"], span["end"]))
+        gold.add((prompt, span["start"], span["end"]))
         first = _token_at(offsets, span["start"])
         last = _token_at(offsets, span["end"] - 1)
         if first is not None and last is not None:
             starts[first], ends[last] = 1.0, 1.0
-    return Encoded(ids, types, offsets, starts, ends, example["content"], example["prompt"], gold)
+    return Encoded(ids, types, offsets, starts, ends, example["content"], prompt, gold)
 
 
 def _token_at(offsets: Sequence[tuple[int, int]], char: int) -> int | None:
@@ -135,7 +149,7 @@ def split_long_examples(examples: Sequence[dict], max_seq_len: int) -> list[dict
 
     A window of ``max_seq_len - len(prompt) - 3`` characters always fits: every token covers at least one
     character. Spans that cross a window edge are dropped from both windows (they would teach the model a
-    wrong boundary).
+    wrong boundary); the answers of a classification prompt lie in the prompt and go with every window.
     """
     out = []
     for ex in examples:
@@ -149,6 +163,7 @@ def split_long_examples(examples: Sequence[dict], max_seq_len: int) -> list[dict
             end = begin + width
             spans = [{"text": s["text"], "start": s["start"] - begin, "end": s["end"] - begin}
                      for s in ex["result_list"] if begin <= s["start"] and s["end"] <= end]
+            spans += [s for s in ex["result_list"] if s["start"] < 0]
             out.append({"content": ex["content"][begin:end], "prompt": ex["prompt"], "result_list": spans})
     return out
 
@@ -200,18 +215,23 @@ def decode_spans(start_prob: Sequence[float], end_prob: Sequence[float], offsets
     start, so when a model is unsure whether "周恩来" ends at 恩 or at 来 it answers "周恩" and drops 来: the
     rule here chose better on every evaluation set of the embedded model (People's Daily +0.006 F1, its
     TIME set +0.022, e-commerce +0.053; 人名 0.34 -> 0.45 on the TIME set). Edges are trimmed of whitespace
-    because the tokenizer folds whitespace into the offsets of the following [UNK] token.
+    because the tokenizer folds whitespace into the offsets of the following [UNK] token. Spans in a
+    classification prompt have negative offsets (see :func:`encode`) and end in the prompt too.
     """
     starts = [i for i, (p, o) in enumerate(zip(start_prob, offsets)) if p > threshold and o != (0, 0)]
     ends = [i for i, (p, o) in enumerate(zip(end_prob, offsets)) if p > threshold and o != (0, 0)]
     spans = []
     for rank, start in enumerate(starts):
         before = starts[rank + 1] if rank + 1 < len(starts) else len(offsets)
-        candidates = [e for e in ends if start <= e < before]
+        in_prompt = offsets[start][0] < 0
+        candidates = [e for e in ends if start <= e < before and (offsets[e][0] < 0) == in_prompt]
         if not candidates:
             continue
         end = max(candidates, key=lambda e: end_prob[e])
         char_start, char_end = offsets[start][0], offsets[end][1]
+        if in_prompt:  # an option of a classification prompt
+            spans.append((char_start, char_end, float(start_prob[start] * end_prob[end])))
+            continue
         while char_start < char_end and content[char_start].isspace():
             char_start += 1
         while char_end > char_start and content[char_end - 1].isspace():
@@ -260,6 +280,15 @@ def predict_encoded(forward: Forward, items: Sequence[Encoded], batch_size: int,
     return results
 
 
+def metric_span(prompt: str, start: int, end: int) -> tuple[str, int, int]:
+    """A span as scored, labelled by its prompt; an option of a classification prompt also by the option
+    (``情感倾向[正向,负向]:正向``), so that the scores per option (per class) can be read off the report."""
+    if start >= 0:
+        return prompt, start, end
+    shift = len(prompt) + 1
+    return f"{prompt}:{prompt[start + shift:end + shift]}", start, end
+
+
 def evaluate(model, items: Sequence[Encoded], batch_size: int = 32, threshold: float = 0.5) -> SpanReport:
     """Span-level exact-match P/R/F1 per prompt label on encoded examples (the one metric, see metrics.py)."""
     return evaluate_at(model, items, [threshold], batch_size)[threshold]
@@ -278,11 +307,11 @@ def evaluate_at(model, items: Sequence[Encoded], thresholds: Sequence[float],
             outputs[key] = forward(batch)
         return outputs[key]
 
-    gold = [e.gold for e in items]
+    gold = [{metric_span(*span) for span in e.gold} for e in items]
     reports = {}
     for threshold in thresholds:
         predicted = predict_encoded(remembered, items, batch_size, threshold)
-        reports[threshold] = score_spans(gold, [{(e.prompt, s, t) for s, t, _ in spans}
+        reports[threshold] = score_spans(gold, [{metric_span(e.prompt, s, t) for s, t, _ in spans}
                                                 for e, spans in zip(items, predicted)])
     if was_training:
         model.train()

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from . import checkpoint, lineages, registry, trainer
+from . import checkpoint, lineages, registry, relation_schema, trainer
 from .config import Settings
 from .data import DataError, doccano_to_examples, split_records, tasks_to_doccano, write_jsonl
 from .jsonio import write_json
-from .labelconfig import parse_label_config, schema_labels
+from .labelconfig import Schema, parse_label_config
 from .labelstudio import Connection
 from .lineages import ModelSource
-from .metrics import SpanReport
+from .metrics import SpanReport, regroup
 from .predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,13 @@ def split_train_dev(records: list[dict]) -> tuple[list[dict], list[dict], bool]:
     return train_records, dev_records, True
 
 
+def uie_examples(records: list[dict], schema: Schema, negative_ratio: int | None = None) -> list[dict]:
+    """Training examples with ``negative_ratio``; without one, evaluation examples: every label and every
+    predicate of every subject asked, so that dev scores count what the model would wrongly answer."""
+    return doccano_to_examples(records, schema.labels, len(schema.labels) if negative_ratio is None else negative_ratio,
+                               predicates=schema.predicates, choices=schema.choices, is_train=negative_ratio is not None)
+
+
 def run(request: TrainingRequest, settings: Settings, run_dir: Path,
         on_progress: Callable[[trainer.Progress], None] | None = None) -> dict:
     """Train on the project's annotations, keep everything in ``run_dir``, activate the result if it is better."""
@@ -103,18 +110,18 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
                               "changes what that project is served, and no other")
     lineage = lineages.project_dir(settings, request.project_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    controls = parse_label_config(request.label_config)
-    labels = schema_labels(controls)
+    schema = parse_label_config(request.label_config)
+    labels = schema.labels
     tasks = collect_tasks(request)
     write_json(run_dir / "tasks.json", tasks)
 
-    records = tasks_to_doccano(tasks, controls)
+    records = tasks_to_doccano(tasks, schema)
     if not records:
         raise DataError("no annotated tasks to train on (skipped and cancelled tasks do not count)")
     write_jsonl(run_dir / "doccano.jsonl", records)
     train_records, dev_records, held_out = split_train_dev(records)
-    train_examples = doccano_to_examples(train_records, labels, negative_ratio=settings.negative_ratio)
-    dev_examples = doccano_to_examples(dev_records, labels, negative_ratio=len(labels))  # every label asked
+    train_examples = uie_examples(train_records, schema, settings.negative_ratio)
+    dev_examples = uie_examples(dev_records, schema)
     write_jsonl(run_dir / "train.txt", train_examples)
     write_jsonl(run_dir / "dev.txt", dev_examples)
 
@@ -125,7 +132,8 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
         max_seq_len=settings.train_max_seq_len, num_epochs=settings.train_epochs, min_steps=settings.train_min_steps,
         device=settings.device)
     meta = {"project": request.project_id, "run": run_dir.name, "labels": labels, "tasks": len(records),
-            "train_tasks": len(train_records), "dev_tasks": len(dev_records), "held_out": held_out}
+            "train_tasks": len(train_records), "dev_tasks": len(dev_records), "held_out": held_out,
+            "relation_schema": relation_schema.learn(records).to_dict() if schema.predicates else None}
     phases = 2 if held_out else 1
     selection = trainer.train(config, train_examples, dev_examples, _phase(on_progress, "select", 1, phases), meta)
     if selection.version is None:
@@ -136,7 +144,7 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
     refit = selection
     if held_out:
         # the same recipe on every task, for as many passes as the dev split chose
-        all_examples = doccano_to_examples(records, labels, negative_ratio=settings.negative_ratio)
+        all_examples = uie_examples(records, schema, settings.negative_ratio)
         write_jsonl(run_dir / "all.txt", all_examples)
         refit = trainer.train(
             replace(config, save_dir=run_dir, num_epochs=selection.best_epochs, min_steps=0), all_examples, [],
@@ -161,13 +169,13 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
         "seconds": round(selection.seconds + (refit.seconds if held_out else 0), 1),
         "version": version.id, "activated": activate, "reason": reason,
         "policy": settings.activation_policy, "init_from": str(init_from), "compared_with": compared_with,
-        "dev_base": selection.initial_report.to_dict() if selection.initial_report else None,
-        "dev_active": active_report.to_dict() if active_report else None,
-        "dev_new": selection.best_report.to_dict() if selection.best_report else None,
+        "dev_base": schema_scores(selection.initial_report, schema),
+        "dev_active": schema_scores(active_report, schema),
+        "dev_new": schema_scores(selection.best_report, schema),
     }
     write_json(run_dir / "report.json", summary)
     write_json(version.path / "report.json", summary)
-    report = _report_markdown(summary, active_report, selection.best_report)
+    report = _report_markdown(summary, schema, active_report, selection.best_report)
     (run_dir / "report.md").write_text(report, encoding="utf-8")
     (version.path / "report.md").write_text(report, encoding="utf-8")
     return summary
@@ -221,7 +229,57 @@ def _load_once(model_dir: Path, settings: Settings) -> None:
     Predictor(ModelSource(version=checkpoint.model_version(model_dir), path=model_dir), settings)
 
 
-def _report_markdown(summary: dict, active: SpanReport | None, new: SpanReport | None) -> str:
+def schema_scores(report: SpanReport | None, schema: Schema) -> dict | None:
+    """A dev report as stored in ``report.json``: the scores per prompt and overall, and, for a config with
+    relations or choices, the entity scores per label, the relation scores per predicate (an object span
+    found for its subject and predicate: a triple) and, per ``<Choices>``, the scores per option and the
+    accuracy (the share of examples whose chosen option was predicted)."""
+    if report is None:
+        return None
+    scores = report.to_dict()
+    for name, group in schema_groups(report, schema):
+        if name == "entities" or name == "relations":
+            scores[name] = group.to_dict()
+        else:
+            scores.setdefault("choices", {})[name] = {**group.to_dict(), "accuracy": group.overall.recall}
+    return scores
+
+
+def schema_groups(report: SpanReport, schema: Schema) -> list[tuple[str, SpanReport]]:
+    """("entities" | "relations" | a <Choices> name, its report), for a config with relations or choices."""
+    if not schema.predicates and not schema.choices:
+        return []
+    kind = schema.prompt_kind
+
+    def group_of(wanted: str, name: str | None = None):
+        def group(label: str) -> str | None:
+            found = kind(label)
+            if found is None or found[0] != wanted or (name is not None and found[1] != name):
+                return None
+            return found[2] if wanted == "choice" else found[1]
+        return group
+
+    groups = [("entities", regroup(report, group_of("entity")))]
+    if schema.predicates:
+        groups.append(("relations", regroup(report, group_of("relation"))))
+    for name in dict.fromkeys(c.from_name for c in schema.choices):
+        groups.append((name, regroup(report, group_of("choice", name))))
+    return groups
+
+
+def _scores_markdown(title: str, report: SpanReport, schema: Schema) -> list[str]:
+    groups = schema_groups(report, schema)
+    if not groups:
+        return [f"## {title}", "", report.to_markdown(), ""]
+    lines = [f"## {title}", ""]
+    for name, group in groups:
+        heading = {"entities": "Entities (span)", "relations": "Relations (triple: subject, predicate, object)"}
+        lines += [f"### {heading.get(name, f'Choices {name!r}: accuracy {group.overall.recall:.4f}')}", "",
+                  group.to_markdown(), ""]
+    return lines
+
+
+def _report_markdown(summary: dict, schema: Schema, active: SpanReport | None, new: SpanReport | None) -> str:
     held_out = summary["held_out"]
     lines = [f"# Training run {summary['run']} (project {summary['project']})", "",
              f"- tasks: {summary['tasks']} ({summary['train_tasks']} train, {summary['dev_tasks']} dev)"
@@ -234,8 +292,8 @@ def _report_markdown(summary: dict, active: SpanReport | None, new: SpanReport |
              f"- {summary['seconds']} s in all",
              f"- version: {summary['version']}: {summary['reason']}", ""]
     if active:
-        lines += [f"## Dev set, {summary['compared_with']}", "", active.to_markdown(), ""]
+        lines += _scores_markdown(f"Dev set, {summary['compared_with']}", active, schema)
     if new:
-        lines += ["## Dev set, new model" + (" (its held-out twin: trained on the train split only)" if held_out else ""),
-                  "", new.to_markdown(), ""]
+        lines += _scores_markdown("Dev set, new model" + (" (its held-out twin: trained on the train split only)"
+                                                           if held_out else ""), new, schema)
     return "\n".join(lines)

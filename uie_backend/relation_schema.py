@@ -1,0 +1,55 @@
+"""Which predicates to ask of which entities: UIE's schema tree, learnt from a project's annotations.
+
+Label Studio's ``<Relations>`` are untyped: a config lists predicates, not which entity types they join. UIE asks
+a predicate of an entity (``"张三的父亲"``), so asking every predicate of every entity found costs a forward pass
+per (entity, predicate) and answers mostly nonsense. A training run therefore records, from the annotations,
+which predicates each subject label takes and which label their objects have (``{"人物": {"父亲": "人物"}}``,
+DuEE's ``{"组织关系-裁员": {"裁员方": "裁员方"}}``), and which labels occur only as the objects of relations
+(event roles): those are found through their subjects and never asked on their own. The tree is saved with the
+model it was trained with; a model without one (the base) asks no relations unless ``UIE_ASK_ALL_PREDICATES``
+says to ask every predicate of every entity found.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .data import split_label
+
+
+@dataclass(frozen=True)
+class RelationSchema:
+    predicates: dict[str, dict[str, str]] = field(default_factory=dict)  # subject label -> predicate -> object label
+    objects_only: frozenset[str] = frozenset()  # labels annotated only as relation objects
+
+    def to_dict(self) -> dict:
+        return {"predicates": self.predicates, "objects_only": sorted(self.objects_only)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "RelationSchema | None":
+        if not data:
+            return None
+        return cls({s: dict(p) for s, p in data.get("predicates", {}).items()}, frozenset(data.get("objects_only", ())))
+
+
+def learn(records: Iterable[dict]) -> RelationSchema:
+    """The schema tree of doccano records: every (subject label, predicate) annotated, with its most frequent
+    object label, and the labels never annotated except as an object."""
+    objects: dict[tuple[str, str], Counter[str]] = {}
+    as_object: set[str] = set()
+    standalone: set[str] = set()
+    for record in records:
+        labels = {e["id"]: split_label(e["label"])[0] for e in record["entities"]}
+        objects_here = {r["to_id"] for r in record.get("relations") or ()}
+        for relation in record.get("relations") or ():
+            key = (labels[relation["from_id"]], relation["type"])
+            objects.setdefault(key, Counter())[labels[relation["to_id"]]] += 1
+        for entity_id, label in labels.items():
+            (as_object if entity_id in objects_here else standalone).add(label)
+    tree: dict[str, dict[str, str]] = {}
+    for (subject, predicate), counts in sorted(objects.items()):
+        tree.setdefault(subject, {})[predicate] = counts.most_common(1)[0][0]
+    subjects = set(tree)
+    return RelationSchema(tree, frozenset(as_object - standalone - subjects))
