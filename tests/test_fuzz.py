@@ -66,6 +66,13 @@ INVALID_CONFIGS = [
     "<View>" * 5000 + "</View>" * 5000,                                                 # deeper than libxml2 allows
     f"<View>{TEXT}{LABELS}" + "<View>" * 300 + "</View>" * 300 + "</View>",
     "<View>\x00</View>", "<View>\ud800</View>",
+    f"<View>{TEXT}<Relations><Relation value='父亲'/></Relations>"                         # Relations, no Labels
+    "<Choices name='c' toName='text'><Choice value='a'/></Choices></View>",
+    "<View><Image name='img' value='$i'/><Choices name='c' toName='img'><Choice value='a'/></Choices></View>",
+    f"<View>{TEXT}{LABELS}<Image name='img' value='$i'/>"                                  # Choices on non-text
+    "<Choices name='c' toName='img'><Choice value='a'/></Choices></View>",
+    f"<View>{TEXT}<Choices name='c' toName='text'><Choice value='a,b'/></Choices></View>",  # breaks prefix[a,b]
+    f"<View>{TEXT}<Choices name='c' toName='text' perRegion='true'><Choice value='a'/></Choices></View>",
 ]
 # Parsed fine (so /setup and training take them), but /predict cannot serve them: a 400 there, never a 500.
 PREDICT_REFUSED_CONFIGS = [
@@ -81,6 +88,9 @@ VALID_CONFIGS = [
     f"<View>{TEXT}<Text name='t2' value='$other'/>"
     "<Labels name='l2' toName='text,t2,img'><Label value='组织'/></Labels><Image name='img' value='$i'/></View>",
     f"<?xml version='1.0'?><View>{TEXT}{LABELS}<Choices name='c' toName='text'/></View>",
+    f"<View>{TEXT}<Choices name='sentiment' toName='text'><Choice value='正向'/><Choice value='负向'/></Choices></View>",
+    f"<View>{TEXT}{LABELS}<Relations><Relation value='父亲'/></Relations>"
+    "<Choices name='r' toName='text' perRegion='true' choice='multiple'><Choice value='好'/></Choices></View>",
 ]
 
 

@@ -218,7 +218,10 @@ def _relations(key: tuple, answers: Sequence, entity_regions: list[tuple[dict, S
     """Relation results for one relation prompt's answers: from the nearest region holding the subject's text
     (the prompt names the subject by its text, so every occurrence asks the same), to the region at the
     answer's span, which is created, labelled with the object label learnt, when the first stage did not
-    find it. New regions come first in the returned list."""
+    find it. New regions come first in the returned list.
+
+    On a long text the prompt is asked of every window, so a window holding the object answers it even when
+    the subject's occurrences all lie in other windows; the relation then joins the nearest of them."""
     _, _, control, subject, predicate, object_label = key
     subjects = [r for r, c in entity_regions if c is control and r["value"]["text"] == subject]
     out = []
