@@ -59,3 +59,22 @@ def test_cli_errors_are_one_line_messages_not_tracebacks(tmp_path):
                               cwd=REPO, timeout=120)
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr and "error:" in done.stderr
+
+
+def test_convert_then_evaluate_with_a_config_scores_entities_relations_and_choices(tmp_path, random_checkpoint, capsys):
+    import schema_corpus
+
+    export, config = tmp_path / "export.json", tmp_path / "config.xml"
+    export.write_text(json.dumps(schema_corpus.relation_tasks(6, seed=1), ensure_ascii=False), encoding="utf-8")
+    config.write_text(schema_corpus.RELATION_CONFIG, encoding="utf-8")
+    assert convert.main([str(export), "-o", str(tmp_path / "doccano.jsonl"), "--label-config", str(config)]) == 0
+    assert "relations per predicate:" in capsys.readouterr().out
+    report = tmp_path / "scores.json"
+    assert evaluate.main(["--model_path", str(random_checkpoint), "--test_path", str(tmp_path / "doccano.jsonl"),
+                          "--label_config", str(config), "--report", str(report), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "### Relations (triple: subject, predicate, object)" in printed and "### Entities (span)" in printed
+    scores = json.loads(report.read_text(encoding="utf-8"))
+    assert set(scores["relations"]["per_label"]) <= {"父亲", "出生地"}
+    assert scores["relations"]["overall"]["support"] == sum(
+        r["type"] == "relation" for t in json.loads(export.read_text("utf-8")) for r in t["annotations"][0]["result"])

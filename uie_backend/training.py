@@ -267,7 +267,9 @@ def schema_groups(report: SpanReport, schema: Schema) -> list[tuple[str, SpanRep
     return groups
 
 
-def _scores_markdown(title: str, report: SpanReport, schema: Schema) -> list[str]:
+def scores_markdown(title: str, report: SpanReport, schema: Schema) -> list[str]:
+    """A report's Markdown section: one table per label, or, for a config with relations or choices, one for
+    entities, one for relations (per predicate) and one per ``<Choices>`` (per option, with its accuracy)."""
     groups = schema_groups(report, schema)
     if not groups:
         return [f"## {title}", "", report.to_markdown(), ""]
@@ -292,8 +294,8 @@ def _report_markdown(summary: dict, schema: Schema, active: SpanReport | None, n
              f"- {summary['seconds']} s in all",
              f"- version: {summary['version']}: {summary['reason']}", ""]
     if active:
-        lines += _scores_markdown(f"Dev set, {summary['compared_with']}", active, schema)
+        lines += scores_markdown(f"Dev set, {summary['compared_with']}", active, schema)
     if new:
-        lines += _scores_markdown("Dev set, new model" + (" (its held-out twin: trained on the train split only)"
+        lines += scores_markdown("Dev set, new model" + (" (its held-out twin: trained on the train split only)"
                                                            if held_out else ""), new, schema)
     return "\n".join(lines)
