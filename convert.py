@@ -1,9 +1,13 @@
 """Convert a Label Studio export (or legacy /train payload) to doccano JSONL for UIE training.
 
 Usage: python convert.py export.json -o data/doccano.jsonl [--label-config config.xml]
+       [--task_type ext|cls] [--separator ##]
 Skipped and unannotated tasks are dropped; tasks annotated with no spans are kept as negatives. Relations
 become doccano relations, text-level choices doccano's classification ``label``, and a region's choices are
-written after its entity label (``人名##正向``), as PaddleNLP's converter does.
+written after its entity label (``人名##正向``, ``--separator``), as PaddleNLP's converter does.
+``--task_type cls`` writes doccano's classification records (``id``, ``text``, ``label``) of the tasks that
+have a text-level choice. The classification prompt's prefix and options are given where prompts are made:
+``doccano.py --prompt_prefix ... --options ...`` (or the labeling config).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from uie_backend.data import DataError, label_counts, load_tasks, tasks_to_doccano, write_jsonl
+from uie_backend.data import SEPARATOR, DataError, label_counts, load_tasks, tasks_to_doccano, write_jsonl
 from uie_backend.labelconfig import LabelConfigError, parse_label_config
 
 
@@ -23,7 +27,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-o", "--output", type=Path, required=True, help="doccano JSONL to write")
     parser.add_argument(
         "--label-config", type=Path, help="labeling config XML: only its Labels and Choices controls are converted")
+    parser.add_argument("--task_type", choices=("ext", "cls"), default="ext",
+                        help="ext: entities, relations, choices; cls: text classification records only")
+    parser.add_argument("--separator", default=SEPARATOR, help="between an entity label and its region's choices")
     return parser.parse_args(argv)
+
+
+def _as_task_type(records: list[dict], task_type: str, separator: str) -> list[dict]:
+    if task_type == "cls":
+        return [{key: r[key] for key in ("id", "text", "label")} for r in records if r.get("label")]
+    return [{**r, "entities": [{**e, "label": e["label"].replace(SEPARATOR, separator)} for e in r["entities"]]}
+            for r in records]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         schema = parse_label_config(args.label_config.read_text(encoding="utf-8")) if args.label_config else None
         tasks = load_tasks(args.input)
         records = tasks_to_doccano(tasks, schema)
-        write_jsonl(args.output, records)
+        write_jsonl(args.output, _as_task_type(records, args.task_type, args.separator))
     except (DataError, LabelConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

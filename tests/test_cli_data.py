@@ -172,3 +172,18 @@ def test_scripts_run_as_programs(tmp_path):
 
     failed = run("convert.py", tmp_path / "missing.json", "-o", records)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
+
+
+def test_convert_choices_as_ext_with_a_separator_or_as_cls_records(tmp_path, capsys):
+    import schema_corpus
+
+    export, config = tmp_path / "export.json", tmp_path / "config.xml"
+    export.write_text(json.dumps(schema_corpus.choice_tasks(4, seed=1), ensure_ascii=False), encoding="utf-8")
+    config.write_text(schema_corpus.CHOICES_CONFIG, encoding="utf-8")
+    ext, cls = tmp_path / "ext.jsonl", tmp_path / "cls.jsonl"
+    assert convert.main([str(export), "-o", str(ext), "--label-config", str(config), "--separator", "@@"]) == 0
+    assert "choices per option:" in capsys.readouterr().out
+    assert [r["entities"][0]["label"] for r in read_jsonl(ext)] == ["产品@@好评", "产品@@差评"] * 2
+    assert convert.main([str(export), "-o", str(cls), "--label-config", str(config), "--task_type", "cls"]) == 0
+    assert read_jsonl(cls) == [{"id": r["id"], "text": r["text"], "label": r["label"]} for r in read_jsonl(ext)]
+    assert [r["label"] for r in read_jsonl(cls)] == [["正向"], ["负向"]] * 2
