@@ -400,3 +400,18 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 def test_read_jsonl_rejects_non_objects(tmp_path):
     with pytest.raises(DataError, match="item 1"):
         read_jsonl(write(tmp_path, '{"a": 1}\n[1]\n', "rows.jsonl"))
+
+
+def test_relations_follow_their_direction_and_the_configs_predicates():
+    text = "张三的父亲是张一"
+    regions = [region(0, 2, "人物", region_id="a"), region(6, 8, "人物", region_id="b")]
+    relation = lambda direction, label: {"from_id": "a", "to_id": "b", "type": "relation",  # noqa: E731
+                                         "direction": direction, "labels": [label]}
+    results = [relation("right", "父亲"), relation("left", "儿子"), relation("bi", "亲属"), relation("right", "旧的"),
+               {"from_id": "a", "to_id": "gone", "type": "relation", "labels": ["父亲"]},
+               {"from_id": "a", "to_id": "b", "type": "relation", "labels": []}]
+    record = task_to_doccano(task(text, annotation(*regions, *results)))
+    assert [(r["from_id"], r["to_id"], r["type"]) for r in record["relations"]] == [
+        (0, 1, "父亲"), (1, 0, "儿子"), (0, 1, "亲属"), (1, 0, "亲属"), (0, 1, "旧的")]
+    schema = Schema((SpanControl("label", "text", "text", ("人物",)),), predicates=("父亲", "儿子", "亲属"))
+    assert "旧的" not in {r["type"] for r in task_to_doccano(task(text, annotation(*regions, *results)), schema)["relations"]}

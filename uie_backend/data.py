@@ -254,11 +254,12 @@ def _entities(text: str, regions: list[dict], task_id: Any) -> tuple[list[dict],
     return entities, by_region
 
 
-def _relations(results: list[dict], by_region: dict[Any, int]) -> list[dict]:
+def _relations(results: list[dict], by_region: dict[Any, int], predicates: Sequence[str] | None) -> list[dict]:
     """Doccano relations (subject -> object) of Label Studio's relation results between known regions.
 
     A relation without a label has no predicate to learn; one whose ends are not regions of this record
-    (another text's, or a control the config no longer has) has nothing to point at: both are left out.
+    (another text's, or a control the config no longer has) has nothing to point at; a predicate the config
+    no longer has (``predicates``, when there is a config) is not asked any more: all are left out.
     """
     relations: list[dict] = []
     seen: set[tuple[int, int, str]] = set()
@@ -273,6 +274,8 @@ def _relations(results: list[dict], by_region: dict[Any, int]) -> list[dict]:
         pairs = {"left": [ends[::-1]], "bi": [ends, ends[::-1]]}.get(direction, [ends])
         for subject, obj in pairs:
             for predicate in labels:
+                if predicates is not None and predicate not in predicates:
+                    continue
                 if isinstance(predicate, str) and (subject, obj, predicate) not in seen:
                     seen.add((subject, obj, predicate))
                     relations.append({"id": len(relations), "from_id": subject, "to_id": obj, "type": predicate})
@@ -319,7 +322,7 @@ def task_to_doccano(task: dict, schema: Schema | None = None) -> dict | None:
         raise DataError(f"task {task_id!r}: field 'data.{field}' is missing or not a string")
 
     entities, by_region = _entities(text, [r for r in labelled if r.get("type") == "labels"], task_id)
-    record = {"id": task_id, "text": text, "entities": entities, "relations": _relations(results, by_region)}
+    record = {"id": task_id, "text": text, "entities": entities, "relations": _relations(results, by_region, schema.predicates if schema else None)}
     chosen: list[str] = []
     for result, options in _choices([r for r in labelled if r.get("type") == "choices"], task_id):
         if not _is_region_choice(result, schema):
