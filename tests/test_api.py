@@ -147,6 +147,8 @@ def test_start_training_without_a_reachable_label_studio_fails_the_job_with_an_a
     recorded = json.loads((PAYLOADS / "training_request.json").read_text(encoding="utf-8"))["json"]
     client.post("/setup", json={"project": f"{recorded['project']['id']}.1", "schema": LABEL_CONFIG,
                                 "hostname": "http://127.0.0.1:9", "access_token": "secret-token-123"})
+    # a later /setup without an address and token (a probe) keeps the ones Label Studio sent
+    assert client.post("/setup", json={"project": f"{recorded['project']['id']}.2", "schema": LABEL_CONFIG}).status_code == 200
     started = time.perf_counter()
     answer = client.post("/webhook", json=recorded)
     assert answer.status_code == 201 and time.perf_counter() - started < 1.0

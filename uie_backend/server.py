@@ -107,7 +107,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         limits.label_config(data.get("schema"), settings)
         project_id = _project_id(data.get("project"))
         connection = _setup_connection(data)
-        if project_id is not None:
+        # a /setup that names no address and token (a health probe, a test) must not forget Label Studio's
+        if project_id is not None and (connection["hostname"] or connection["access_token"]):
             try:
                 jobs.remember_setup(project_id, connection)
             except QueueUnavailable as exc:  # /setup must answer (3 s); training will say what is wrong
