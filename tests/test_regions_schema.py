@@ -34,17 +34,18 @@ def test_no_relations_are_asked_of_a_model_that_never_learnt_them_unless_a_setti
 
 
 def test_a_learnt_tree_asks_only_its_predicates_within_the_config():
-    learnt = RelationSchema({"人物": {"父亲": "人物", "出生地": "地点", "配偶": "人物"}, "学校": {"校长": "校长"}})
+    learnt = RelationSchema({"人物": {"父亲": ["人物"], "出生地": ["地点", "学校"], "配偶": ["人物"]},
+                             "学校": {"校长": ["校长"]}})
     trees = _relation_trees(SCHEMA, learnt, ask_all=True)  # learnt wins over the setting
-    assert trees == {("label", "人物"): {"父亲": "人物", "出生地": "地点"},  # 配偶 is not in this config
-                     ("label", "学校"): {"校长": None}}  # no label 校长 here: only a region found can be its object
+    # 配偶 is not in this config; 学校's 校长 joins a label 校长 this config lacks: nothing to ask
+    assert trees == {("label", "人物"): {"父亲": ["人物"], "出生地": ["地点", "学校"]}}
 
 
 def test_a_relation_joins_the_nearest_occurrence_of_its_subject_and_creates_its_object_region():
     regions = [entity_region("人物", "张三", 0), entity_region("人物", "李四"), entity_region("人物", "张三", 1),
                entity_region("人物", "张三", 2)]
     beijing = TEXT.index("北京")
-    key = ("relation", 0, CONTROL, "张三", "出生地", "地点")
+    key = ("relation", 0, CONTROL, "张三", "出生地", ("地点",))
     answers = [Entity("张三的出生地", beijing, beijing + 2, "北京", 0.8)]
     out = _relations(key, answers, regions, known=set())
     new_region, relation = out
@@ -58,15 +59,20 @@ def test_a_relation_joins_the_nearest_occurrence_of_its_subject_and_creates_its_
 def test_an_answer_on_a_found_region_points_at_it_and_unknown_or_excluded_objects_are_left_out():
     regions = [entity_region("人物", "张三", 0), entity_region("人物", "李四")]
     lisi = regions[1][0]
-    father = _relations(("relation", 0, CONTROL, "张三", "父亲", None),
+    father = _relations(("relation", 0, CONTROL, "张三", "父亲", ("人物",)),
                         [Entity("张三的父亲", lisi["value"]["start"], lisi["value"]["end"], "李四", 0.7)], regions, set())
     assert father == [{"from_id": regions[0][0]["id"], "to_id": lisi["id"], "type": "relation",
                        "direction": "right", "labels": ["父亲"]}]
     beijing = TEXT.index("北京")
     answer = [Entity("张三的出生地", beijing, beijing + 2, "北京", 0.8)]
-    assert _relations(("relation", 0, CONTROL, "张三", "出生地", None), answer, regions, set()) == []
+    assert _relations(("relation", 0, CONTROL, "张三", "出生地", ()), answer, regions, set()) == []
     annotated = {("text", beijing, beijing + 2)}  # an interactive request where the annotator has that span
-    assert _relations(("relation", 0, CONTROL, "张三", "出生地", "地点"), answer, regions, annotated) == []
+    assert _relations(("relation", 0, CONTROL, "张三", "出生地", ("地点",)), answer, regions, annotated) == []
+    # the model's answer to 张三的父亲 is a region labelled 地点: 父亲 was learnt to join a 人物, so no relation
+    place = regions + [entity_region("地点", "北京")]
+    assert _relations(("relation", 0, CONTROL, "张三", "父亲", ("人物",)), answer, place, set()) == []
+    # nothing learnt (UIE_ASK_ALL_PREDICATES): any region found at the span is the object, none is created
+    assert _relations(("relation", 0, CONTROL, "张三", "父亲", None), answer, place, set())[0]["to_id"] == place[-1][0]["id"]
 
 
 def test_a_single_choice_is_the_best_option_and_a_multiple_one_every_option_found():
@@ -87,6 +93,7 @@ def test_the_tree_learnt_from_annotations():
         "relations": [{"id": 0, "from_id": 0, "to_id": 1, "type": "父亲"},
                       {"id": 1, "from_id": 2, "to_id": 3, "type": "裁员方"}]}]
     tree = learn(records)
-    assert tree.predicates == {"人物": {"父亲": "人物"}, "裁员": {"裁员方": "裁员方"}}
+    assert tree.predicates == {"人物": {"父亲": ["人物"]}, "裁员": {"裁员方": ["裁员方"]}}
     assert tree.objects_only == {"裁员方"}  # an event role: found through its trigger, never asked alone
     assert RelationSchema.from_dict(tree.to_dict()) == tree
+    assert RelationSchema.from_dict({"predicates": {"人物": {"父亲": "人物"}}}).predicates == {"人物": {"父亲": ["人物"]}}

@@ -61,7 +61,7 @@ def test_start_training_on_relations_learns_them(backend_env, random_checkpoint)
     assert recall(gold, [triples(r) for r in predict(client, tasks, config)]) >= 0.8
     # the schema tree the run learnt is kept with the model: which predicates each subject label takes
     tree = checkpoint.read_meta(backend_env.checkpoint_dir / "projects" / "9" / "model_best")["relation_schema"]
-    assert tree["predicates"] == {"人物": {"父亲": "人物", "出生地": "地点"}}
+    assert tree["predicates"] == {"人物": {"父亲": ["人物"], "出生地": ["地点"]}}
     assert "父亲" in job["summary"]["dev_new"]["relations"]["per_label"]
 
 

@@ -141,8 +141,9 @@ def predict_tasks(tasks: Sequence[Any], schema: Schema, model: EntityExtractor, 
         for r, control in entity_regions:
             text = texts[(position, control.to_name)]
             subject = r["value"]["text"]
-            for predicate, object_label in trees.get((control.from_name, r["value"]["labels"][0]), {}).items():
-                queries.add(("relation", position, control, subject, predicate, object_label), text,
+            for predicate, objects in trees.get((control.from_name, r["value"]["labels"][0]), {}).items():
+                queries.add(("relation", position, control, subject, predicate, None if objects is None else tuple(objects)),
+                            text,
                             f"{subject}的{predicate}")
             for choices in schema.region_choices:
                 if choices.to_name == control.to_name:
@@ -180,16 +181,18 @@ class _Queries:
 
 
 def _relation_trees(schema: Schema, learnt: RelationSchema | None,
-                    ask_all: bool) -> dict[tuple[str, str], dict[str, str | None]]:
-    """(Labels control, subject label) -> {predicate: object label, or None when unknown}, within the config."""
-    trees: dict[tuple[str, str], dict[str, str | None]] = {}
+                    ask_all: bool) -> dict[tuple[str, str], dict[str, list[str] | None]]:
+    """(Labels control, subject label) -> {predicate: the object labels learnt (within the config: a predicate
+    none of whose object labels is left is not asked), or None when nothing was learnt
+    (``UIE_ASK_ALL_PREDICATES``: any region found may be the object)}."""
+    trees: dict[tuple[str, str], dict[str, list[str] | None]] = {}
     if not schema.predicates:
         return trees
     for control in schema.spans:
         for label in control.labels:
             if learnt is not None:
-                tree = {p: o if o in control.labels else None
-                        for p, o in learnt.predicates.get(label, {}).items() if p in schema.predicates}
+                tree = {p: kept for p, objects in learnt.predicates.get(label, {}).items()
+                        if p in schema.predicates and (kept := [o for o in objects if o in control.labels])}
             else:
                 tree = dict.fromkeys(schema.predicates) if ask_all else {}
             if tree:
@@ -217,24 +220,26 @@ def _relations(key: tuple, answers: Sequence, entity_regions: list[tuple[dict, S
                known: set) -> list[dict]:
     """Relation results for one relation prompt's answers: from the nearest region holding the subject's text
     (the prompt names the subject by its text, so every occurrence asks the same), to the region at the
-    answer's span, which is created, labelled with the object label learnt, when the first stage did not
-    find it. New regions come first in the returned list.
+    answer's span. That region must have one of the object labels learnt for the predicate (父亲 joins a 人物,
+    never a 地点 at that span); where the first stage found none at the span, one is created with the most
+    frequent object label. New regions come first in the returned list.
 
     On a long text the prompt is asked of every window, so a window holding the object answers it even when
     the subject's occurrences all lie in other windows; the relation then joins the nearest of them."""
-    _, _, control, subject, predicate, object_label = key
+    _, _, control, subject, predicate, object_labels = key
     subjects = [r for r, c in entity_regions if c is control and r["value"]["text"] == subject]
     out = []
     for answer in answers:
         if answer.start < 0:
             continue
-        target = next((r for r, c in entity_regions if c.to_name == control.to_name
-                       and (r["value"]["start"], r["value"]["end"]) == (answer.start, answer.end)), None)
+        at_span = [r for r, c in entity_regions if c.to_name == control.to_name
+                   and (r["value"]["start"], r["value"]["end"]) == (answer.start, answer.end)]
+        target = next((r for r in at_span if object_labels is None or r["value"]["labels"][0] in object_labels), None)
         if target is None:
-            if object_label is None or {(control.to_name, answer.start, answer.end),
-                                        (None, answer.start, answer.end)} & known:
+            if at_span or not object_labels or {(control.to_name, answer.start, answer.end),
+                                                (None, answer.start, answer.end)} & known:
                 continue
-            target = region(control, replace_label(answer, object_label))
+            target = region(control, replace_label(answer, object_labels[0]))
             entity_regions.append((target, control))
             out.insert(0, target)
         source = min(subjects, key=lambda r: abs(r["value"]["start"] - answer.start), default=None)

@@ -21,7 +21,8 @@ from .data import split_label
 
 @dataclass(frozen=True)
 class RelationSchema:
-    predicates: dict[str, dict[str, str]] = field(default_factory=dict)  # subject label -> predicate -> object label
+    # subject label -> predicate -> the object labels annotated, most frequent first
+    predicates: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     objects_only: frozenset[str] = frozenset()  # labels annotated only as relation objects
 
     def to_dict(self) -> dict:
@@ -31,12 +32,14 @@ class RelationSchema:
     def from_dict(cls, data: dict | None) -> "RelationSchema | None":
         if not data:
             return None
-        return cls({s: dict(p) for s, p in data.get("predicates", {}).items()}, frozenset(data.get("objects_only", ())))
+        return cls({subject: {p: [o] if isinstance(o, str) else list(o) for p, o in predicates.items()}
+                    for subject, predicates in data.get("predicates", {}).items()},
+                   frozenset(data.get("objects_only", ())))
 
 
 def learn(records: Iterable[dict]) -> RelationSchema:
-    """The schema tree of doccano records: every (subject label, predicate) annotated, with its most frequent
-    object label, and the labels never annotated except as an object."""
+    """The schema tree of doccano records: every (subject label, predicate) annotated, with its object labels
+    (most frequent first), and the labels never annotated except as an object."""
     objects: dict[tuple[str, str], Counter[str]] = {}
     as_object: set[str] = set()
     standalone: set[str] = set()
@@ -48,8 +51,8 @@ def learn(records: Iterable[dict]) -> RelationSchema:
             objects.setdefault(key, Counter())[labels[relation["to_id"]]] += 1
         for entity_id, label in labels.items():
             (as_object if entity_id in objects_here else standalone).add(label)
-    tree: dict[str, dict[str, str]] = {}
+    tree: dict[str, dict[str, list[str]]] = {}
     for (subject, predicate), counts in sorted(objects.items()):
-        tree.setdefault(subject, {})[predicate] = counts.most_common(1)[0][0]
+        tree.setdefault(subject, {})[predicate] = [label for label, _ in counts.most_common()]
     subjects = set(tree)
     return RelationSchema(tree, frozenset(as_object - standalone - subjects))
