@@ -95,5 +95,8 @@ def test_the_tree_learnt_from_annotations():
     tree = learn(records)
     assert tree.predicates == {"人物": {"父亲": ["人物"]}, "裁员": {"裁员方": ["裁员方"]}}
     assert tree.objects_only == {"裁员方"}  # an event role: found through its trigger, never asked alone
+    # a label named like a predicate and never annotated alone (the role of an event nobody annotated yet) is
+    # not asked alone either; one annotated alone (人物 as a subject) or named like no predicate is
+    assert tree.first_stage(["人物", "裁员", "裁员方", "震中", "地点"], ["父亲", "裁员方", "震中"]) == ["人物", "裁员", "地点"]
     assert RelationSchema.from_dict(tree.to_dict()) == tree
     assert RelationSchema.from_dict({"predicates": {"人物": {"父亲": "人物"}}}).predicates == {"人物": {"父亲": ["人物"]}}

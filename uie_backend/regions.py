@@ -203,10 +203,10 @@ def _relation_trees(schema: Schema, learnt: RelationSchema | None,
 def _entities(schema: Schema, model: EntityExtractor, texts: dict, known: set, trees: dict,
               deadline: float | None) -> dict[int, list[tuple[dict, SpanControl]]]:
     """First stage: the entity regions of every task, per position, each with its control."""
-    objects_only = model.relation_schema.objects_only if model.relation_schema and trees else frozenset()
+    learnt = model.relation_schema if trees else None  # without relations to ask, every label is asked
     found: dict[int, list[tuple[dict, SpanControl]]] = {}
     for control in schema.spans:
-        labels = [label for label in control.labels if label not in objects_only]
+        labels = learnt.first_stage(control.labels, schema.predicates) if learnt else control.labels
         positions = [p for (p, name), text in texts.items() if name == control.to_name and text is not None]
         for position, entities in zip(positions, model.extract([texts[(p, control.to_name)] for p in positions],
                                                                labels, deadline)):

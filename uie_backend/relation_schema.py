@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from .data import split_label
 
@@ -24,9 +24,19 @@ class RelationSchema:
     # subject label -> predicate -> the object labels annotated, most frequent first
     predicates: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     objects_only: frozenset[str] = frozenset()  # labels annotated only as relation objects
+    asked_alone: frozenset[str] = frozenset()   # labels annotated as entities in their own right, or as subjects
 
     def to_dict(self) -> dict:
-        return {"predicates": self.predicates, "objects_only": sorted(self.objects_only)}
+        return {"predicates": self.predicates, "objects_only": sorted(self.objects_only),
+                "asked_alone": sorted(self.asked_alone)}
+
+    def first_stage(self, labels: Sequence[str], predicates: Sequence[str]) -> list[str]:
+        """The labels asked of every text: not those annotated only as relation objects, nor a label named like
+        a predicate of the config and never annotated on its own. That is an event role by PaddleNLP's
+        convention (DuEE's 裁员方 is a label and a relation), found through its trigger; annotated or not, asking
+        it of every text costs a pass per text (33 passes per task on DuEE, bench/RESULTS.md)."""
+        return [label for label in labels if label not in self.objects_only
+                and (label not in predicates or label in self.asked_alone)]
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "RelationSchema | None":
@@ -34,7 +44,7 @@ class RelationSchema:
             return None
         return cls({subject: {p: [o] if isinstance(o, str) else list(o) for p, o in predicates.items()}
                     for subject, predicates in data.get("predicates", {}).items()},
-                   frozenset(data.get("objects_only", ())))
+                   frozenset(data.get("objects_only", ())), frozenset(data.get("asked_alone", ())))
 
 
 def learn(records: Iterable[dict]) -> RelationSchema:
@@ -55,4 +65,4 @@ def learn(records: Iterable[dict]) -> RelationSchema:
     for (subject, predicate), counts in sorted(objects.items()):
         tree.setdefault(subject, {})[predicate] = [label for label, _ in counts.most_common()]
     subjects = set(tree)
-    return RelationSchema(tree, frozenset(as_object - standalone - subjects))
+    return RelationSchema(tree, frozenset(as_object - standalone - subjects), frozenset(standalone | subjects))
