@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import install_model
+from conftest import SHARED, install_model
 from corpus import LABEL_CONFIG
 from my_ml_backend import UIEBackend
+from uie_backend import limits
+from uie_backend.config import Settings
 from uie_backend.labelconfig import parse_label_config
 from uie_backend.server import create_app
 
@@ -195,3 +197,10 @@ def test_a_limit_of_zero_fails_at_start_up(name):
 
     with pytest.raises(ValueError, match=f"{name} must be at least 1"):
         Settings.from_env({name: "0"})
+
+
+def test_the_duee_config_with_186_labels_and_121_predicates_is_within_the_label_limit():
+    """Predicates are asked of the entities found, not of every text: they do not count against UIE_MAX_LABELS."""
+    config = (SHARED / "data" / "events" / "labeling_config.xml").read_text(encoding="utf-8")
+    schema = limits.label_config(config, Settings.from_env({}))
+    assert (len(schema.labels), len(schema.predicates)) == (186, 121)

@@ -62,8 +62,9 @@ class Settings:
     max_config_kb: int = _setting(
         "UIE_MAX_CONFIG_KB", 256, "Largest labeling config accepted, in KB (413 beyond; real ones are a few KB).")
     max_labels: int = _setting(
-        "UIE_MAX_LABELS", 256, "Most labels in a labeling config (413 beyond): each label is a model input for "
-        "every text, so predicting takes time in proportion.")
+        "UIE_MAX_LABELS", 256, "Most prompts a labeling config asks of every text, its labels and one per "
+        "`<Choices>` (413 beyond): each is a model input for every text, so predicting takes time in proportion "
+        "(relation predicates are asked only of the entities found and do not count).")
     max_text_chars: int = _setting(
         "UIE_MAX_TEXT_CHARS", 100_000, "Longest text of a task `/predict` predicts, in characters (beyond: an empty "
         "prediction and an error naming the task; the others are predicted): "
