@@ -310,12 +310,20 @@ def evaluate_at(model, items: Sequence[Encoded], thresholds: Sequence[float],
     gold = [{metric_span(*span) for span in e.gold} for e in items]
     reports = {}
     for threshold in thresholds:
-        predicted = predict_encoded(remembered, items, batch_size, threshold)
+        predicted = [_best_option(spans) if is_choice_prompt(e.prompt) else spans
+                     for e, spans in zip(items, predict_encoded(remembered, items, batch_size, threshold))]
         reports[threshold] = score_spans(gold, [{metric_span(e.prompt, s, t) for s, t, _ in spans}
                                                 for e, spans in zip(items, predicted)])
     if was_training:
         model.train()
     return reports
+
+
+def _best_option(spans: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """A classification prompt scored as a single choice, the way serving answers one (regions._chosen): only
+    its most probable option counts. Scoring every option above the threshold let a model that answered both
+    正向 and 负向 to every review score "accuracy" 1.0 (its recall) on ChnSentiCorp while serving 负向 to all."""
+    return [max(spans, key=lambda span: span[2])] if spans else []
 
 
 def fold_threshold(model, threshold: float) -> None:

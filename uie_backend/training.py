@@ -233,7 +233,8 @@ def schema_scores(report: SpanReport | None, schema: Schema) -> dict | None:
     """A dev report as stored in ``report.json``: the scores per prompt and overall, and, for a config with
     relations or choices, the entity scores per label, the relation scores per predicate (an object span
     found for its subject and predicate: a triple) and, per ``<Choices>``, the scores per option and the
-    accuracy (the share of examples whose chosen option was predicted)."""
+    accuracy (the share of examples whose chosen option is the model's best one: evaluation scores every
+    classification prompt as a single choice, trainer._best_option)."""
     if report is None:
         return None
     scores = report.to_dict()
