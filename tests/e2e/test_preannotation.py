@@ -110,7 +110,8 @@ def stored(label_studio: LabelStudio, project_id: int) -> list[dict]:
 def annotations(label_studio: LabelStudio, project_id: int, task_ids: list[int]) -> list[dict]:
     """The tasks' annotations, from the task list: opening a task (GET /api/tasks/<id>) that has no prediction
     makes Label Studio ask the backend for one."""
-    by_id = {task["id"]: task["annotations"] for task in label_studio.list_tasks(project_id)}
+    by_id = {task["id"]: [{k: v for k, v in a.items() if k != "created_ago"} for a in task["annotations"]]
+             for task in label_studio.list_tasks(project_id)}
     return [by_id[task_id] for task_id in task_ids]
 
 
