@@ -41,7 +41,7 @@ def test_a_waiting_request_takes_the_model_before_any_background_slice_that_asks
     holding.wait(10)
     waiting = threading.Thread(target=request)
     waiting.start()
-    wait_until(lambda: lock._foreground_waiting == 1)
+    wait_until(lambda: len(lock._queue) == 1)
     second = threading.Thread(target=background_slice, args=("background 2",))
     second.start()
     time.sleep(0.05)  # the second slice is waiting too, now
@@ -72,6 +72,37 @@ def test_requests_still_take_turns_and_background_work_runs_when_nobody_waits():
     for thread in threads:
         thread.join(30)
     assert most_inside == 1 and not any(thread.is_alive() for thread in threads)
+
+
+def test_a_request_gets_its_turn_between_the_slices_of_a_longer_one():
+    """The big request releases the model after each slice and asks again at once: the waiting request,
+    which asked first, goes next."""
+    lock = EngineLock()
+    order: list[str] = []
+    first_slice, go_on = threading.Event(), threading.Event()
+
+    def long_request() -> None:
+        for n in range(3):
+            with lock.hold():
+                order.append(f"slice {n}")
+                if n == 0:
+                    first_slice.set()
+                    go_on.wait(10)
+
+    def short_request() -> None:
+        with lock.hold():
+            order.append("short")
+
+    long = threading.Thread(target=long_request)
+    long.start()
+    first_slice.wait(10)
+    short = threading.Thread(target=short_request)
+    short.start()
+    wait_until(lambda: len(lock._queue) == 1)
+    go_on.set()
+    long.join(10)
+    short.join(10)
+    assert order == ["slice 0", "short", "slice 1", "slice 2"]
 
 
 @pytest.mark.slow

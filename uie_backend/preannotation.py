@@ -86,6 +86,9 @@ class JobStatus:
     skipped: int = 0          # tasks that could not be predicted or stored (see task_errors)
     tasks_per_s: float | None = None
     eta_s: float | None = None
+    # where the job's time went: the model, and waiting for Label Studio (listing or storing while the model idles)
+    predicting_s: float = 0.0
+    waiting_for_label_studio_s: float = 0.0
     error: str | None = None
     task_errors: list[dict] = field(default_factory=list)
     selected_version: str | None = None  # what became of the project's selected version, in words
@@ -190,14 +193,20 @@ class PreannotationJob:
                 while tasks:
                     after_id = tasks[-1]["id"]
                     listing = io.submit(self._call, lambda: self._lacking(after_id)[0])
+                    began = time.monotonic()
                     predictions, errors = self._predict(tasks, schema, model)
+                    predicted = time.monotonic()
                     if storing is not None:
                         storing.result()
                     storing = io.submit(self._store, tasks, predictions, errors)
                     tasks = listing.result()
+                    self.status.predicting_s += predicted - began
+                    self.status.waiting_for_label_studio_s += time.monotonic() - predicted
                     model = self._model()  # a new version, or a stop, is seen here: between pages, and at the end
                 if storing is not None:
+                    waiting = time.monotonic()
                     storing.result()
+                    self.status.waiting_for_label_studio_s += time.monotonic() - waiting
             except BaseException:
                 self._failing.set()  # the other thread's retries end at once
                 raise
@@ -251,9 +260,21 @@ class PreannotationJob:
                 raise RuntimeError(f"no task of the page could be predicted; the first: {errors[0].message}")
             return predictions, errors
 
-    def _predict_tasks(self, tasks: list[dict], schema, model):
-        return regions.predict_tasks(tasks, schema, model, max_text_chars=self.settings.max_text_chars,
-                                     ask_all_predicates=self.settings.ask_all_predicates)
+    def _predict_tasks(self, tasks: list[dict], schema, model) -> tuple[list[dict], list[TaskError]]:
+        """``regions.predict_tasks``, given the tasks shortest text first and answering in their order.
+
+        Background work reaches the model in small slices (predictor.BACKGROUND_CHUNK_BATCHES), and each slice's
+        batches are padded to their longest text: in text-length order the texts of a slice are alike, which
+        gives back what the small slices cost (tiny model: 167 -> 173 tasks/s; interactive order: 177).
+        """
+        order = sorted(range(len(tasks)), key=lambda i: _text_length(tasks[i]))
+        predictions, errors = regions.predict_tasks([tasks[i] for i in order], schema, model,
+                                                    max_text_chars=self.settings.max_text_chars,
+                                                    ask_all_predicates=self.settings.ask_all_predicates)
+        in_order: list[dict] = [{}] * len(tasks)
+        for position, prediction in zip(order, predictions):
+            in_order[position] = prediction
+        return in_order, errors
 
     def _store(self, tasks: list[dict], predictions: list[dict | None], errors: list[TaskError]) -> None:
         """Store a page's predictions in one call, never twice: when the outcome of a call is unknown (a timeout,
@@ -342,6 +363,8 @@ class PreannotationJob:
         elapsed = time.monotonic() - self._first_page_at
         handled = status.done + status.skipped
         status.tasks_per_s = round(handled / elapsed, 2) if elapsed > 0 else None
+        status.predicting_s = round(status.predicting_s, 2)
+        status.waiting_for_label_studio_s = round(status.waiting_for_label_studio_s, 2)
         left = max(status.total - handled, 0)
         status.eta_s = round(left / status.tasks_per_s, 1) if status.tasks_per_s else None
 
@@ -349,6 +372,11 @@ class PreannotationJob:
         if force or time.monotonic() - self._saved_at >= STATUS_EVERY_S:
             self._saved_at = time.monotonic()
             write_json(self.status_path, asdict(self.status))
+
+
+def _text_length(task: Any) -> int:
+    data = task.get("data") if isinstance(task, dict) else None
+    return sum(len(value) for value in data.values() if isinstance(value, str)) if isinstance(data, dict) else 0
 
 
 class Preannotator:
