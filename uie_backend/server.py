@@ -51,9 +51,10 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
                        count=jobs.count_annotation)
     app.extensions["uie_jobs"] = jobs
     preannotator = Preannotator(settings, lambda project_id: _label_studio(jobs, settings, project_id))
-    jobs.on_activated = preannotator.after_activation
+    if isinstance(jobs, JobRunner):  # a version a Redis worker's run activates starts none (README, "Several replicas")
+        jobs.on_activated = preannotator.after_activation
     app.extensions["uie_preannotation"] = preannotator
-    preannotator.resume_interrupted()  # jobs a restart cut short, where LABEL_STUDIO_URL/_API_KEY are set
+    _resume_preannotation(preannotator, None)  # jobs a restart cut short, where LABEL_STUDIO_URL/_API_KEY are set
 
     def body() -> dict:
         if request.content_length is None and len(request.get_data(cache=True)) >= app.config["MAX_CONTENT_LENGTH"]:
@@ -119,7 +120,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
                 jobs.remember_setup(project_id, connection)
             except QueueUnavailable as exc:  # /setup must answer (3 s); training will say what is wrong
                 log.warning("%s", exc)
-            preannotator.resume_interrupted(project_id)  # a job cut short by a restart, now that its token is known
+            _resume_preannotation(preannotator, project_id)  # cut short by a restart: its token is known now
         return jsonify(model_version=_served_version(settings, project_id))
 
     @app.post("/predict")
@@ -274,6 +275,14 @@ def _job_runner(settings: Settings) -> JobRunner | RedisJobRunner:
         log.info("training jobs go to the Redis queue %r", redis_jobs.QUEUE)
         return RedisJobRunner(settings)
     return JobRunner(settings)
+
+
+def _resume_preannotation(preannotator: Preannotator, project_id: int | None) -> None:
+    """Resume interrupted pre-annotation jobs; start-up and /setup go on whatever happens (it is logged)."""
+    try:
+        preannotator.resume_interrupted(project_id)
+    except OSError as exc:  # UIE_DATA_DIR unwritable, say: the job cannot run, the server still must
+        log.warning("pre-annotation not resumed: %s", exc)
 
 
 def _label_studio(jobs: JobRunner | RedisJobRunner, settings: Settings, project_id: int) -> Connection | None:
