@@ -31,8 +31,8 @@ FUZZ = settings(deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large, HealthCheck.large_base_example])
 
-POST_PATHS = ["/predict", "/setup", "/webhook", "/train", "/versions", "/versions/v1/activate"]
-GET_PATHS = ["/", "/health", "/training", "/is_training", "/versions"]
+POST_PATHS = ["/predict", "/setup", "/webhook", "/train", "/versions", "/versions/v1/activate", "/preannotate"]
+GET_PATHS = ["/", "/health", "/training", "/is_training", "/versions", "/preannotation"]
 CONTENT_TYPES = [None, "application/json", "text/plain", "application/x-www-form-urlencoded",
                  "multipart/form-data", "multipart/form-data; boundary=x", "application/json; charset=utf-16",
                  "application/xml", "*/*", "\u00e9/\u00e9"]

@@ -28,7 +28,7 @@ from uie_backend.server import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 PATHS = ["/", "/health", "/setup", "/predict", "/webhook", "/train", "/versions", "/versions/v1/activate",
-         "/training", "/is_training", "/nope"]
+         "/training", "/is_training", "/preannotate", "/preannotation", "/nope"]
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 TEXT = '<Text name="text" value="$text"/>'
 

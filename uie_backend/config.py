@@ -101,10 +101,24 @@ class Settings:
         "(entity, predicate), the expensive case. Trained models ask what the project's annotations taught "
         "them.")
     negative_ratio: int = _setting("UIE_NEGATIVE_RATIO", 5, "Negative prompts per positive one in training data.")
+    preannotate_on_activation: bool = _setting(
+        "UIE_PREANNOTATE", True, "`true`: whenever a project's new version is activated (Start Training, "
+        "`POST /versions/<id>/activate`), predict in the background every task of the project that lacks a "
+        "prediction of it, and store them in Label Studio (`docs/preannotation.md`); `false`: only on "
+        "`POST /preannotate` or `versions.py preannotate`.")
+    preannotate_page: int = _setting(
+        "UIE_PREANNOTATE_PAGE", 200, "Tasks per page of the background pre-annotation, listed, predicted and "
+        "stored together (at most three pages in memory); Label Studio recounts the whole project for every page "
+        "stored, so fewer, larger pages cost it less.")
+    label_studio_retry_s: float = _setting(
+        "UIE_LABEL_STUDIO_RETRY_S", 120.0, "Seconds the pre-annotation job keeps retrying a failing Label Studio "
+        "call (unreachable, timeouts, 5xx, 401/403; pauses of 1, 2, 4 … 30 s) before it stops with the error.")
     label_studio_url: str = _setting(
-        "LABEL_STUDIO_URL", "", "Label Studio address for pulling annotations (default: the `hostname` sent to /setup).")
+        "LABEL_STUDIO_URL", "", "Label Studio address for pulling annotations and storing pre-annotations (default: "
+        "the `hostname` sent to /setup).")
     label_studio_api_key: str = _setting(
-        "LABEL_STUDIO_API_KEY", "", "Token for pulling annotations: legacy token or personal access token "
+        "LABEL_STUDIO_API_KEY", "", "Token for pulling annotations and storing pre-annotations: legacy token or "
+        "personal access token "
         "(default: the `access_token` sent to /setup).")
     basic_auth_user: str = _setting("BASIC_AUTH_USER", "", "Require HTTP basic auth with this user (off when empty).")
     basic_auth_pass: str = _setting("BASIC_AUTH_PASS", "", "Password for `BASIC_AUTH_USER`.")
@@ -148,7 +162,8 @@ class Settings:
         settings = cls(**values)
         if settings.train_from == "active":  # the old default's name: fine-tune what projects are served
             settings = dataclasses.replace(settings, train_from="")
-        for name in ("max_loaded_models", "max_body_mb", "max_config_kb", "max_labels", "max_text_chars", "max_tasks"):
+        for name in ("max_loaded_models", "max_body_mb", "max_config_kb", "max_labels", "max_text_chars", "max_tasks",
+                     "preannotate_page"):
             if getattr(settings, name) < 1:  # 0 would refuse every request, not lift the limit
                 raise ValueError(f"{cls.__dataclass_fields__[name].metadata['env']} must be at least 1")
         settings.thresholds()  # parse now: a typo fails at start-up, not at the first prediction

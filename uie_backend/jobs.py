@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .config import Settings
 from .jsonio import read_json, write_json
@@ -53,6 +54,8 @@ def new_job_id() -> str:
 class JobRunner:
     def __init__(self, settings: Settings):
         self.settings = settings
+        # called with (project id, version) after a run activated a new version (the pre-annotation job starts)
+        self.on_activated: Callable[[int, str], None] | None = None
         self._lock = threading.Lock()
         self._running: dict[str, Job] = {}
         self._follow_up: dict[str, object] = {}
@@ -119,6 +122,11 @@ class JobRunner:
             follow_up = self._follow_up.pop(job.project, None)
             if follow_up is not None:
                 self._start(job.project, follow_up)
+        if job.state == "succeeded" and (job.summary or {}).get("activated") and self.on_activated is not None:
+            try:
+                self.on_activated(int(job.project), job.summary["version"])
+            except Exception:  # a watcher thread has nobody to report to but the log
+                log.exception("project %s: what follows an activation could not start", job.project)
 
     def status(self) -> dict:
         with self._lock:

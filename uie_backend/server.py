@@ -21,10 +21,12 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import bodies, checkpoint, limits, lineages, predictor, redis_jobs, registry
 from .autotrain import COUNTED_ACTIONS, AutoTrainer
+from .preannotation import NotConnected, Preannotator
 from .config import Settings
 from .data import DataError
 from .jobs import JobRunner
 from .labelconfig import LabelConfigError
+from .labelstudio import Connection
 from .redis_jobs import QueueUnavailable, RedisJobRunner
 from .training import ProjectRequired, TrainingRequest
 
@@ -48,6 +50,11 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
                        lambda project_id, config: _submit_training(jobs, settings, config, project_id),
                        count=jobs.count_annotation)
     app.extensions["uie_jobs"] = jobs
+    preannotator = Preannotator(settings, lambda project_id: _label_studio(jobs, settings, project_id))
+    if isinstance(jobs, JobRunner):  # a version a Redis worker's run activates starts none (README, "Several replicas")
+        jobs.on_activated = preannotator.after_activation
+    app.extensions["uie_preannotation"] = preannotator
+    _resume_preannotation(preannotator, None)  # jobs a restart cut short, where LABEL_STUDIO_URL/_API_KEY are set
 
     def body() -> dict:
         if request.content_length is None and len(request.get_data(cache=True)) >= app.config["MAX_CONTENT_LENGTH"]:
@@ -113,6 +120,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
                 jobs.remember_setup(project_id, connection)
             except QueueUnavailable as exc:  # /setup must answer (3 s); training will say what is wrong
                 log.warning("%s", exc)
+            _resume_preannotation(preannotator, project_id)  # cut short by a restart: its token is known now
         return jsonify(model_version=_served_version(settings, project_id))
 
     @app.post("/predict")
@@ -188,9 +196,24 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         project_id = _requested_project(required=True)
         activated = lineages.activate(settings, project_id, version)
         log.info("project %s: version %s activated by request", project_id, version)
+        preannotator.after_activation(project_id, _served_version(settings, project_id))
         if activated is None:  # back to the base
             return jsonify(project=project_id, version=lineages.BASE, model_version=_served_version(settings, None))
         return jsonify({**activated.to_dict(), "project": project_id})
+
+    @app.post("/preannotate")
+    def preannotate():
+        """Store a prediction of the project's served version for each of its tasks lacking one, in the
+        background (preannotation.py); ``GET /preannotation`` shows how far it got."""
+        project_id = _requested_project(required=True)
+        lineages.source_for(settings, project_id)  # no model to predict with: a 503 now, not a failed job
+        return jsonify(preannotator.start(project_id, "requested")), 202
+
+    @app.get("/preannotation")
+    def preannotation_status():
+        """Each project's last pre-annotation job: state, done/total, tasks/s, ETA, the tasks skipped and why."""
+        project_id = _requested_project(required=False)
+        return jsonify(jobs=preannotator.statuses(project_id))
 
     @app.get("/training")
     @app.get("/is_training")
@@ -206,6 +229,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         return project_id
 
     @app.errorhandler(BadRequest)
+    @app.errorhandler(NotConnected)
     @app.errorhandler(LabelConfigError)
     @app.errorhandler(DataError)
     def bad_request(exc: Exception):
@@ -251,6 +275,27 @@ def _job_runner(settings: Settings) -> JobRunner | RedisJobRunner:
         log.info("training jobs go to the Redis queue %r", redis_jobs.QUEUE)
         return RedisJobRunner(settings)
     return JobRunner(settings)
+
+
+def _resume_preannotation(preannotator: Preannotator, project_id: int | None) -> None:
+    """Resume interrupted pre-annotation jobs; start-up and /setup go on whatever happens (it is logged)."""
+    try:
+        preannotator.resume_interrupted(project_id)
+    except OSError as exc:  # UIE_DATA_DIR unwritable, say: the job cannot run, the server still must
+        log.warning("pre-annotation not resumed: %s", exc)
+
+
+def _label_studio(jobs: JobRunner | RedisJobRunner, settings: Settings, project_id: int) -> Connection | None:
+    """The connection the project's pre-annotation writes through: ``LABEL_STUDIO_URL``/``_API_KEY``, else what
+    its ``/setup`` gave; None when neither is known."""
+    try:
+        known = jobs.setup_of(project_id)
+    except QueueUnavailable as exc:
+        log.warning("%s", exc)
+        known = {}
+    url = settings.label_studio_url or known.get("hostname")
+    token = settings.label_studio_api_key or known.get("access_token")
+    return Connection(url, token) if url and token else None
 
 
 def _announce_model(settings: Settings) -> None:
