@@ -415,3 +415,11 @@ def test_relations_follow_their_direction_and_the_configs_predicates():
         (0, 1, "父亲"), (1, 0, "儿子"), (0, 1, "亲属"), (1, 0, "亲属"), (0, 1, "旧的")]
     schema = Schema((SpanControl("label", "text", "text", ("人物",)),), predicates=("父亲", "儿子", "亲属"))
     assert "旧的" not in {r["type"] for r in task_to_doccano(task(text, annotation(*regions, *results)), schema)["relations"]}
+
+
+def test_records_whose_entities_have_no_ids_still_make_examples():
+    """The recipe's LAC-labelled silver records carry no entity ids (a relation needs them; a span does not)."""
+    silver = {"text": "王五在北京", "entities": [{"start_offset": 0, "end_offset": 2, "label": "人名"}]}
+    assert doccano_to_examples([silver], ["人名", "地名"], negative_ratio=1) == [
+        {"content": "王五在北京", "result_list": [{"text": "王五", "start": 0, "end": 2}], "prompt": "人名"},
+        {"content": "王五在北京", "result_list": [], "prompt": "地名"}]

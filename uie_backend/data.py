@@ -463,7 +463,7 @@ def _record_relations(record: dict) -> list[dict]:
     where = f"record {record.get('id')!r}"
     if not isinstance(relations, list):
         raise DataError(f"{where}: field 'relations' is not a list")
-    ids = {entity.get("id") for entity in record["entities"]}
+    ids = {entity.get("id") for entity in record["entities"] if isinstance(entity, dict)}
     for relation in relations:
         if not isinstance(relation, dict) or not isinstance(relation.get("type"), str):
             raise DataError(f"{where}: field 'relations[].type' is missing or not a string")
@@ -476,12 +476,15 @@ def _record_relations(record: dict) -> list[dict]:
 
 def _relation_examples(record: dict, labels: list[str], predicates: list[str], negative_ratio: int,
                        rng: random.Random, is_train: bool) -> list[dict]:
+    relations = _record_relations(record)
+    if not relations:  # no subject to ask anything of (and entities need no ids: silver data has none)
+        return []
     text = record["text"]
-    entities = {entity["id"]: entity for entity in record["entities"]}
+    entities = {entity.get("id"): entity for entity in record["entities"]}
     name = {key: text[e["start_offset"]:e["end_offset"]] for key, e in entities.items()}
     positives: dict[str, list[dict]] = {}
     inverse, subjects, used = [], [], []
-    for relation in _record_relations(record):
+    for relation in relations:
         subject, obj, predicate = relation["from_id"], relation["to_id"], relation["type"]
         answer = {"text": name[obj], "start": entities[obj]["start_offset"], "end": entities[obj]["end_offset"]}
         answers = positives.setdefault(f"{name[subject]}的{predicate}", [])

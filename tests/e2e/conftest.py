@@ -55,7 +55,10 @@ def uie_backend(tmp_path_factory: pytest.TempPathFactory, random_checkpoint: Pat
     An untrained model makes learning visible: whatever it predicts after Start Training was learnt from
     the annotations Label Studio holds. TINY_TRAINING makes that fine-tune take about a minute on CPU.
     """
-    server = BackendProcess.start(tmp_path_factory.mktemp("backend"), model=random_checkpoint, env=TINY_TRAINING)
+    # Pre-annotation after activation is off here: these tests check what Retrieve Predictions stores, one
+    # prediction per task they ask for; the background job (on by default) is tested in test_preannotation*.py.
+    server = BackendProcess.start(tmp_path_factory.mktemp("backend"), model=random_checkpoint,
+                                  env={**TINY_TRAINING, "UIE_PREANNOTATE": "false"})
     print(f"\nbackend started at {server.url} in {server.startup_s:.1f} s (log: {server.log_path})")
     yield server
     server.stop()
