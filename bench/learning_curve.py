@@ -17,8 +17,12 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import REPO, machine, quiet_logs, temp_home
+
+if TYPE_CHECKING:
+    from uie_backend.config import Settings
 
 DEFAULT_LABELS = ["人名", "组织", "职位", "学历"]  # resume: two labels the shipped model knows, two it does not
 
@@ -38,16 +42,32 @@ def keep_labels(tasks: list[dict], labels: list[str]) -> list[dict]:
     return out
 
 
-def fine_tune(start: Path, tasks: list[dict], labels: list[str], learning_rate: float, home: Path) -> tuple[Path, dict]:
-    """One Start Training run from ``start`` on ``tasks``; the model it produced and its summary."""
-    from uie_backend import lineages, registry, training
+def fine_tune_learning_rate(start: Path) -> float:
+    """The learning rate Start Training uses from ``start``: its own recommendation, else PaddleNLP's 1e-5
+    (``training.learning_rate`` without ``UIE_TRAIN_LR``); a random model of its shape gets the same."""
+    from uie_backend import checkpoint, training
+
+    return float(checkpoint.read_meta(start).get("fine_tune_learning_rate") or training.DEFAULT_LEARNING_RATE)
+
+
+def bench_settings(start: Path, learning_rate: float, home: Path) -> Settings:
+    """The backend's settings for a project whose base is ``start``, every folder in ``home``, on CPU; the
+    defaults otherwise (what Start Training and /predict use)."""
     from uie_backend.config import Settings
 
-    settings = Settings.from_env({
+    return Settings.from_env({
         "UIE_CHECKPOINT_DIR": str(home / "checkpoint"), "UIE_DATA_DIR": str(home / "data"),
         "PPNLP_HOME": str(home / "ppnlp"), "UIE_DEVICE": "cpu", "UIE_MODEL": "", "UIE_TRAIN_FROM": str(start),
         "UIE_TRAIN_LR": str(learning_rate), "UIE_ACTIVATION_POLICY": "always"})
-    request = training.TrainingRequest(label_config=label_config(labels), project_id=1, tasks=tasks)
+
+
+def fine_tune(start: Path, tasks: list[dict], config: str, learning_rate: float, home: Path) -> tuple[Path, dict]:
+    """One Start Training run from ``start`` on ``tasks`` labelled with the labeling ``config``; the model it
+    produced and its summary."""
+    from uie_backend import lineages, registry, training
+
+    settings = bench_settings(start, learning_rate, home)
+    request = training.TrainingRequest(label_config=config, project_id=1, tasks=tasks)
     summary = training.run(request, settings, home / "data" / "runs" / f"n{len(tasks)}")
     return registry.versions_dir(lineages.project_dir(settings, 1)) / summary["version"], summary
 
@@ -78,8 +98,7 @@ def main() -> None:
     random.Random(0).shuffle(train_tasks)
     dev_tasks = keep_labels(load_tasks(args.corpora / args.domain / "dev.json"), args.labels)
     dev_examples = doccano_to_examples(tasks_to_doccano(dev_tasks), args.labels, negative_ratio=len(args.labels))
-    meta = checkpoint.read_meta(args.model)
-    learning_rate = float(meta.get("fine_tune_learning_rate") or 1e-5)
+    learning_rate = fine_tune_learning_rate(args.model)
     config = json.loads((args.model / "config.json").read_text(encoding="utf-8"))
 
     rows = []
@@ -94,7 +113,8 @@ def main() -> None:
             rows.append((name, 0, f1, per_label, 0.0))
             for size in args.sizes:
                 began = time.perf_counter()
-                model, _ = fine_tune(start, train_tasks[:size], args.labels, learning_rate, home / f"{name}-{size}")
+                model, _ = fine_tune(start, train_tasks[:size], label_config(args.labels), learning_rate,
+                                     home / f"{name}-{size}")
                 f1, per_label = dev_f1(model, dev_examples)
                 rows.append((name, size, f1, per_label, time.perf_counter() - began))
                 print(f"{name} + {size} tasks: dev F1 {f1:.4f} ({rows[-1][4]:.0f} s)", flush=True)
