@@ -125,7 +125,7 @@ def test_prompt_attribute_per_region_and_multiple_choices():
     schema = parse_label_config(xml)
     [region], [text] = schema.region_choices, schema.text_choices
     assert region.prompt(subject="手机") == "手机的情感倾向[正向,负向]" and region.per_region
-    assert text.multiple and schema.choices_of("质量", per_region=False) is text
+    assert text.multiple and text.options == ("价格", "质量")
 
 
 def test_relations_give_predicates():

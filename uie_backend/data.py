@@ -498,10 +498,10 @@ def _relation_examples(record: dict, labels: list[str], predicates: list[str], n
     if not is_train:
         negatives = [f"{s}的{p}" for s in subjects for p in predicates]
     elif positives:
-        record_labels_ = {split_label(e["label"])[0] for e in entities.values()}
+        labels_here = {split_label(e["label"])[0] for e in entities.values()}
         kinds = (inverse,
                  [f"{n}的{rng.choice(used)}" for n in sorted(set(name.values()) - set(subjects))],
-                 [f"{rng.choice(subjects)}的{label}" for label in labels if label not in record_labels_])
+                 [f"{rng.choice(subjects)}的{label}" for label in labels if label not in labels_here])
         negatives, rest = _sampled_negatives(kinds, positives, len(positives), negative_ratio, rng)
         missing = len(positives) * negative_ratio - len(negatives)
         negatives += rng.sample(rest, min(max(0, missing), len(rest)))

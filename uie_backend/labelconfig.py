@@ -91,11 +91,6 @@ class Schema:
         predicate = max((p for p in self.predicates if scored.endswith(f"的{p}")), key=len, default=None)
         return ("relation", predicate, None) if predicate else None
 
-    def choices_of(self, option: str, per_region: bool) -> ChoicesControl | None:
-        """The control an option belongs to (options are distinct among text-level and among per-region
-        controls, so doccano's plain ``label`` lists stay unambiguous)."""
-        return next((c for c in self.choices if c.per_region == per_region and option in c.options), None)
-
 
 _DOCTYPE_REFUSED = "label config must not contain a DOCTYPE or entity declarations"
 

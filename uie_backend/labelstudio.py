@@ -95,7 +95,6 @@ class Connection:
             raise LabelStudioError(f"unexpected export format from {self.url}: {type(tasks).__name__}")
         return tasks
 
-
     def project(self, project_id: int) -> dict:
         """The project as Label Studio has it now: its ``label_config``, its selected ``model_version``…"""
         return self._send("GET", f"/api/projects/{int(project_id)}", timeout=PAGE_TIMEOUT).json()

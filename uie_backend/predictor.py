@@ -209,10 +209,15 @@ class PointerEngine:
         self.settings = settings
 
     def answer(self, queries: Sequence[tuple[str, str]], threshold) -> list[list[tuple[int, int, float]]]:
-        tokens: dict[str, tuple] = {}  # each text tokenised once, however many prompts it is asked
+        tokenized: dict[str, tuple] = {}  # each text and each prompt tokenised once per call
+
+        def tokens(string: str) -> tuple:
+            if string not in tokenized:
+                tokenized[string] = trainer.tokenize(self.tokenizer, string)
+            return tokenized[string]
+
         items = [trainer.encode({"content": text, "prompt": prompt, "result_list": []}, self.tokenizer,
-                                self.settings.max_seq_len,
-                                tokens.get(text) or tokens.setdefault(text, trainer.tokenize(self.tokenizer, text)))
+                                self.settings.max_seq_len, tokens(text), tokens(prompt))
                  for text, prompt in queries]
         return trainer.predict_encoded(self.forward, items, self.settings.batch_size,
                                        lambda item: threshold(item.prompt))

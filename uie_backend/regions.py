@@ -14,7 +14,7 @@ batched model call over all tasks of the request.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, Sequence
 
 from .labelconfig import ChoicesControl, Schema, SpanControl
@@ -239,7 +239,7 @@ def _relations(key: tuple, answers: Sequence, entity_regions: list[tuple[dict, S
             if at_span or not object_labels or {(control.to_name, answer.start, answer.end),
                                                 (None, answer.start, answer.end)} & known:
                 continue
-            target = region(control, replace_label(answer, object_labels[0]))
+            target = region(control, replace(answer, label=object_labels[0]))
             entity_regions.append((target, control))
             out.insert(0, target)
         source = min(subjects, key=lambda r: abs(r["value"]["start"] - answer.start), default=None)
@@ -247,10 +247,6 @@ def _relations(key: tuple, answers: Sequence, entity_regions: list[tuple[dict, S
             out.append({"from_id": source["id"], "to_id": target["id"], "type": "relation", "direction": "right",
                         "labels": [predicate]})
     return out
-
-
-def replace_label(entity, label: str):
-    return type(entity)(label, entity.start, entity.end, entity.text, entity.score)
 
 
 def _chosen(control: ChoicesControl, answers: Sequence) -> list[tuple[str, float]]:
