@@ -45,7 +45,7 @@ def test_a_relation_joins_the_nearest_occurrence_of_its_subject_and_creates_its_
     regions = [entity_region("人物", "张三", 0), entity_region("人物", "李四"), entity_region("人物", "张三", 1),
                entity_region("人物", "张三", 2)]
     beijing = TEXT.index("北京")
-    key = ("relation", 0, CONTROL, "张三", "出生地", ("地点",))
+    key = ("relation", 0, CONTROL, "张三", "人物", "出生地", ("地点",))
     answers = [Entity("张三的出生地", beijing, beijing + 2, "北京", 0.8)]
     out = _relations(key, answers, regions, known=set())
     new_region, relation = out
@@ -59,20 +59,32 @@ def test_a_relation_joins_the_nearest_occurrence_of_its_subject_and_creates_its_
 def test_an_answer_on_a_found_region_points_at_it_and_unknown_or_excluded_objects_are_left_out():
     regions = [entity_region("人物", "张三", 0), entity_region("人物", "李四")]
     lisi = regions[1][0]
-    father = _relations(("relation", 0, CONTROL, "张三", "父亲", ("人物",)),
+    father = _relations(("relation", 0, CONTROL, "张三", "人物", "父亲", ("人物",)),
                         [Entity("张三的父亲", lisi["value"]["start"], lisi["value"]["end"], "李四", 0.7)], regions, set())
     assert father == [{"from_id": regions[0][0]["id"], "to_id": lisi["id"], "type": "relation",
                        "direction": "right", "labels": ["父亲"]}]
     beijing = TEXT.index("北京")
     answer = [Entity("张三的出生地", beijing, beijing + 2, "北京", 0.8)]
-    assert _relations(("relation", 0, CONTROL, "张三", "出生地", ()), answer, regions, set()) == []
+    assert _relations(("relation", 0, CONTROL, "张三", "人物", "出生地", ()), answer, regions, set()) == []
     annotated = {("text", beijing, beijing + 2)}  # an interactive request where the annotator has that span
-    assert _relations(("relation", 0, CONTROL, "张三", "出生地", ("地点",)), answer, regions, annotated) == []
+    assert _relations(("relation", 0, CONTROL, "张三", "人物", "出生地", ("地点",)), answer, regions, annotated) == []
     # the model's answer to 张三的父亲 is a region labelled 地点: 父亲 was learnt to join a 人物, so no relation
     place = regions + [entity_region("地点", "北京")]
-    assert _relations(("relation", 0, CONTROL, "张三", "父亲", ("人物",)), answer, place, set()) == []
+    assert _relations(("relation", 0, CONTROL, "张三", "人物", "父亲", ("人物",)), answer, place, set()) == []
     # nothing learnt (UIE_ASK_ALL_PREDICATES): any region found at the span is the object, none is created
-    assert _relations(("relation", 0, CONTROL, "张三", "父亲", None), answer, place, set())[0]["to_id"] == place[-1][0]["id"]
+    assert _relations(("relation", 0, CONTROL, "张三", "人物", "父亲", None), answer, place, set())[0]["to_id"] == place[-1][0]["id"]
+
+
+def test_a_span_found_under_two_labels_hangs_a_predicate_only_on_the_label_that_takes_it():
+    lisi = entity_region("人物", "李四")[0]
+    as_place, as_person = entity_region("地点", "张三", 0), entity_region("人物", "张三", 0)
+    answer = [Entity("张三的父亲", lisi["value"]["start"], lisi["value"]["end"], "李四", 0.7)]
+    for regions in ([as_place, as_person, (lisi, CONTROL)], [as_person, as_place, (lisi, CONTROL)]):
+        [relation] = _relations(("relation", 0, CONTROL, "张三", "人物", "父亲", ("人物",)), answer, regions, set())
+        assert relation["from_id"] == as_person[0]["id"] != as_place[0]["id"]
+    # asked of a 学校 subject: no region of that label holds 张三, so there is nothing to hang it on
+    assert _relations(("relation", 0, CONTROL, "张三", "学校", "父亲", ("人物",)), answer,
+                      [as_place, as_person, (lisi, CONTROL)], set()) == []
 
 
 def test_a_single_choice_is_the_best_option_and_a_multiple_one_every_option_found():

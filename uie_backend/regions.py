@@ -140,9 +140,10 @@ def predict_tasks(tasks: Sequence[Any], schema: Schema, model: EntityExtractor, 
     for position, entity_regions in found.items():
         for r, control in entity_regions:
             text = texts[(position, control.to_name)]
-            subject = r["value"]["text"]
-            for predicate, objects in trees.get((control.from_name, r["value"]["labels"][0]), {}).items():
-                queries.add(("relation", position, control, subject, predicate, None if objects is None else tuple(objects)),
+            subject, subject_label = r["value"]["text"], r["value"]["labels"][0]
+            for predicate, objects in trees.get((control.from_name, subject_label), {}).items():
+                queries.add(("relation", position, control, subject, subject_label, predicate,
+                             None if objects is None else tuple(objects)),
                             text,
                             f"{subject}的{predicate}")
             for choices in schema.region_choices:
@@ -225,9 +226,13 @@ def _relations(key: tuple, answers: Sequence, entity_regions: list[tuple[dict, S
     frequent object label. New regions come first in the returned list.
 
     On a long text the prompt is asked of every window, so a window holding the object answers it even when
-    the subject's occurrences all lie in other windows; the relation then joins the nearest of them."""
-    _, _, control, subject, predicate, object_labels = key
-    subjects = [r for r, c in entity_regions if c is control and r["value"]["text"] == subject]
+    the subject's occurrences all lie in other windows; the relation then joins the nearest of them.
+
+    Only regions of the subject label the predicate was asked for are subjects: a span found under two labels
+    (围城 as 图书作品 and 影视作品) hangs a predicate only on the label that takes it."""
+    _, _, control, subject, subject_label, predicate, object_labels = key
+    subjects = [r for r, c in entity_regions if c is control and r["value"]["text"] == subject
+                and r["value"]["labels"][0] == subject_label]
     out = []
     for answer in answers:
         if answer.start < 0:
