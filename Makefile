@@ -23,10 +23,11 @@ install: $(STAMP)
 serve: $(STAMP)
 	PORT=$(PORT) $(VENV)/bin/gunicorn --config gunicorn.conf.py _wsgi:app
 
-# A training worker for replicas that share a Redis queue (REDIS_URL; README "Several replicas").
+# A worker for replicas that share a Redis queue (REDIS_URL; README "Several replicas"): it trains, and between
+# training jobs it pre-annotates projects (training first: RQ takes the queues in this order).
 worker: $(STAMP)
 	@test -n "$(REDIS_URL)" || { echo "set REDIS_URL, e.g. REDIS_URL=redis://localhost:6379/0 make worker" >&2; exit 2; }
-	$(VENV)/bin/rq worker --url "$(REDIS_URL)" uie-training
+	$(VENV)/bin/rq worker --url "$(REDIS_URL)" uie-training uie-preannotation
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

@@ -12,7 +12,8 @@ Every running server serves the activated version from its next request on, with
 lineage is where a single-lineage install keeps its versions from before projects had lineages of their own.
 `preannotate` runs the background job of docs/preannotation.md here, in the foreground, through
 LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a server does the same after each activation, or on
-`POST /preannotate?project=N`).
+`POST /preannotate?project=N`; with REDIS_URL it still runs here, holding the project's lock in Redis as
+a worker's job does).
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ import logging
 import sys
 from pathlib import Path
 
+from redis import Redis
+
 from uie_backend import lineages, registry
 from uie_backend.config import Settings
 from uie_backend.labelstudio import Connection
 from uie_backend.preannotation import Preannotator
+from uie_backend.redis_preannotation import RedisProjectLock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +103,9 @@ def _preannotate(settings: Settings, project_id: int) -> int:
         return _fail("set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a legacy token or a personal access token)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     connection = Connection(settings.label_studio_url, settings.label_studio_api_key)
-    jobs = Preannotator(settings, lambda _: connection)
+    # with REDIS_URL, the project's lock in Redis keeps this run and the workers' jobs apart
+    lock = (lambda p: RedisProjectLock(Redis.from_url(settings.redis_url), p)) if settings.redis_url else None
+    jobs = Preannotator(settings, lambda _: connection, project_lock=lock)
     try:
         lineages.source_for(settings, project_id)
     except lineages.ModelUnavailable as exc:

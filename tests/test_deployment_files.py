@@ -165,7 +165,7 @@ def with_redis() -> dict:
 
 
 def test_the_redis_override_adds_a_pinned_redis_and_a_worker_on_the_backends_queue(with_redis, compose):
-    from uie_backend import redis_jobs
+    from uie_backend import redis_jobs, redis_preannotation
 
     services = with_redis["services"]
     assert set(services) == {"redis", "backend", "worker"}
@@ -175,9 +175,10 @@ def test_the_redis_override_adds_a_pinned_redis_and_a_worker_on_the_backends_que
     assert urlsplit(url).hostname == "redis" and environment(services["worker"])["REDIS_URL"] == url
     command = services["worker"]["command"]
     assert command[:2] == ["rq", "worker"] and command[command.index("--url") + 1] == url
-    assert command[-1] == redis_jobs.QUEUE
+    queues = [redis_jobs.QUEUE, redis_preannotation.QUEUE]  # training first: RQ takes them in this order
+    assert command[-2:] == queues
     makefile = (REPO / "Makefile").read_text()
-    assert f"rq worker --url \"$(REDIS_URL)\" {redis_jobs.QUEUE}" in makefile  # `make worker`, the same queue
+    assert f"rq worker --url \"$(REDIS_URL)\" {' '.join(queues)}" in makefile  # `make worker`, the same queues
     assert services["worker"]["image"] == compose["services"]["backend"]["image"]
 
 

@@ -76,8 +76,9 @@ class Settings:
         "UIE_PREDICT_TIMEOUT", 90.0, "Seconds a `/predict` may compute before it stops with a 503 (Label Studio "
         "gives up after 100 s); checked between slices of 8 batches (0: no limit).")
     redis_url: str = _setting(
-        "REDIS_URL", "", "Run training jobs on this Redis (RQ queue `uie-training`, workers: `make worker`), for "
-        "several replicas sharing `UIE_CHECKPOINT_DIR` and `UIE_DATA_DIR`. Empty: jobs run beside the server.")
+        "REDIS_URL", "", "Run training and pre-annotation jobs on this Redis (RQ queues `uie-training` and "
+        "`uie-preannotation`, workers: `make worker`), for several replicas sharing `UIE_CHECKPOINT_DIR` and "
+        "`UIE_DATA_DIR`. Empty: jobs run beside the server.")
     train_timeout_s: int = _setting(
         "UIE_TRAIN_TIMEOUT", 24 * 3600, "Seconds a queued training job may run before its worker stops it "
         "(with `REDIS_URL`).")

@@ -386,9 +386,11 @@ class Preannotator:
     and token, or ``LABEL_STUDIO_URL``/``LABEL_STUDIO_API_KEY``), or None when none is known.
     """
 
-    def __init__(self, settings: Settings, connection_for: Callable[[int], Connection | None]):
+    def __init__(self, settings: Settings, connection_for: Callable[[int], Connection | None],
+                 project_lock: Callable[[int], ProjectLock] | None = None):
         self.settings = settings
         self._connection_for = connection_for
+        self._lock_of = project_lock or (lambda project_id: ProjectLock(self.folder / f"{int(project_id)}.lock"))
         self._lock = threading.Lock()
         self._threads: dict[int, threading.Thread] = {}
         self._again: set[int] = set()  # projects asked for while their job ran: it runs once more after
@@ -402,16 +404,12 @@ class Preannotator:
         return self.folder / f"{int(project_id)}.json"
 
     def _project_lock(self, project_id: int) -> ProjectLock:
-        return ProjectLock(self.folder / f"{int(project_id)}.lock")
+        return self._lock_of(project_id)
 
     def start(self, project_id: int, reason: str) -> dict:
         """Pre-annotate the project with the version it is served now; a job already running for it takes the
         request on (it follows a new version at its next page, and runs once more when it ends)."""
-        connection = self._connection_for(project_id)
-        if connection is None:
-            raise NotConnected(
-                f"no Label Studio address and token for project {project_id}: connect this backend to the project "
-                f"in Label Studio (its /setup gives them), or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+        connection = self.connection_of(project_id)
         with self._lock:
             if project_id in self._threads:
                 self._again.add(project_id)
@@ -419,7 +417,7 @@ class Preannotator:
                         "new version at its next page, and looks again for tasks lacking a prediction when it ends"}
             lock = self._project_lock(project_id)
             if not lock.acquire():
-                return {**self.status_of(project_id), "detail": "another process of this host runs the project's job"}
+                return {**self.status_of(project_id), "detail": "another process runs the project's job"}
             self.folder.mkdir(parents=True, exist_ok=True)
             thread = threading.Thread(target=self._run, args=(project_id, connection, lock, reason), daemon=True,
                                       name=f"preannotate-{project_id}")
@@ -427,6 +425,14 @@ class Preannotator:
             thread.start()
         log.info("project %s: pre-annotation started (%s)", project_id, reason)
         return {"project": project_id, "state": "started", "reason": reason}
+
+    def connection_of(self, project_id: int) -> Connection:
+        connection = self._connection_for(project_id)
+        if connection is None:
+            raise NotConnected(
+                f"no Label Studio address and token for project {project_id}: connect this backend to the project "
+                f"in Label Studio (its /setup gives them), or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+        return connection
 
     def _run(self, project_id: int, connection: Connection, lock: ProjectLock, reason: str) -> None:
         try:

@@ -84,45 +84,36 @@ class RedisJobRunner:
     def submit(self, request) -> dict:
         """Queue a job for the request's project, or join the one already waiting for that project."""
         project = str(request.project_id)
-        job_id = jobs.new_job_id()
-        with _unavailable_as_error():
-            key = _waiting_key(project)
-            while not self.redis.set(key, job_id, nx=True, ex=WAITING_TTL_S):
-                waiting = self.redis.get(key)
-                if waiting is not None and self._still_waiting(waiting.decode()):
-                    log.info("project %s: job %s is waiting; this request joins it", project, waiting.decode())
-                    return {"job": waiting.decode(), "state": "queued", "follow_up_queued": True}
-                self.redis.delete(key)  # its job is gone (finished, failed, or removed from the queue)
-            self.queue.enqueue(run_queued_job, request, job_id=job_id, meta={"project": project},
-                               job_timeout=self.settings.train_timeout_s, result_ttl=KEEP_RESULTS_S,
-                               failure_ttl=KEEP_RESULTS_S, description=f"train project {project}")
+        with unavailable_as_error():
+            job_id, joined = enqueue_once(self.queue, _waiting_key(project), jobs.new_job_id(), run_queued_job,
+                                          request, meta={"project": project}, job_timeout=self.settings.train_timeout_s,
+                                          description=f"train project {project}")
+        if joined:
+            log.info("project %s: job %s is waiting; this request joins it", project, job_id)
+            return {"job": job_id, "state": "queued", "follow_up_queued": True}
         log.info("project %s: training job %s queued on %s", project, job_id, QUEUE)
         return {"job": job_id, "state": "queued"}
 
     def count_annotation(self, project_id: int, every: int) -> bool:
         """Count one annotation event in Redis: every ``every``-th across all replicas makes training due."""
-        with _unavailable_as_error():
+        with unavailable_as_error():
             return bool(self.redis.eval(_COUNT_ANNOTATION, 1, _annotations_key(project_id), every))
 
     def remember_setup(self, project_id: int, connection: dict) -> None:
         """Keep what ``/setup`` said in Redis: Label Studio may send it to one replica and Start Training to
         another. Refreshed by every /setup (Label Studio sends one before each prediction round)."""
-        with _unavailable_as_error():
+        with unavailable_as_error():
             self.redis.set(_setup_key(project_id), json.dumps(connection), ex=SETUP_TTL_S)
 
     def setup_of(self, project_id: int | None) -> dict:
         if project_id is None:
             return {}
-        with _unavailable_as_error():
+        with unavailable_as_error():
             stored = self.redis.get(_setup_key(project_id))
         return json.loads(stored) if stored else {}
 
-    def _still_waiting(self, job_id: str) -> bool:
-        job = self.queue.fetch_job(job_id)
-        return job is not None and job.get_status() in WAITING_STATES
-
     def status(self) -> dict:
-        with _unavailable_as_error():
+        with unavailable_as_error():
             queued, running, ended = self._job_ids()
             waiting = [_describe(job) for job in self._fetch(queued)]
             started = [_describe(job) for job in self._fetch(running)]
@@ -156,12 +147,38 @@ class RedisJobRunner:
         """Block until nothing is queued or running (tests, graceful shutdown); False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with _unavailable_as_error():
+            with unavailable_as_error():
                 queued, running, _ = self._job_ids()
             if not queued and not running:
                 return True
             time.sleep(0.2)
         return False
+
+
+def enqueue_once(queue: Queue, waiting_key: str, job_id: str, function, *args, **options) -> tuple[str, bool]:
+    """Queue ``function(*args)`` as job ``job_id`` unless the project's job is still waiting to start (its id is
+    at ``waiting_key``): then answer that job's id, and True, joined. The key is claimed atomically
+    (``SET NX``), so requests at any number of replicas at once queue one job; a claim whose job is gone
+    (finished, failed, deleted by hand) is dropped. The job deletes the claim when it starts (``release_claim``)."""
+    redis = queue.connection
+    while not redis.set(waiting_key, job_id, nx=True, ex=WAITING_TTL_S):
+        if (waiting := waiting_job(queue, waiting_key)) is not None:
+            return waiting.id, True
+        redis.delete(waiting_key)
+    queue.enqueue(function, *args, job_id=job_id, result_ttl=KEEP_RESULTS_S, failure_ttl=KEEP_RESULTS_S, **options)
+    return job_id, False
+
+
+def waiting_job(queue: Queue, waiting_key: str) -> Job | None:
+    """The project's job that waits to start, if its claim names one that still does."""
+    waiting = queue.connection.get(waiting_key)
+    job = queue.fetch_job(waiting.decode()) if waiting is not None else None
+    return job if job is not None and job.get_status() in WAITING_STATES else None
+
+
+def release_claim(job: Job, waiting_key: str) -> None:
+    """The job has started: a request from now on needs a job of its own (this one no longer sees it)."""
+    job.connection.eval(_RELEASE_CLAIM, 1, waiting_key, job.id)
 
 
 def run_queued_job(request) -> dict:
@@ -176,23 +193,26 @@ def run_queued_job(request) -> dict:
         job.save_meta()
         lock.acquire()
     stop = threading.Event()
-    threading.Thread(target=_keep_locked, args=(lock, stop), daemon=True).start()
+    threading.Thread(target=keep_locked, args=(lock, stop), daemon=True).start()
     try:
-        # the annotations are pulled from here on: a request arriving now needs a run of its own
-        job.connection.eval(_RELEASE_CLAIM, 1, _waiting_key(project), job.id)
+        release_claim(job, _waiting_key(project))  # the annotations are pulled from here on
         job_dir = settings.data_dir / "runs" / job.id
         job.meta.update(dir=str(job_dir), training_started_at=time.time())
         job.save_meta()
         log.info("project %s: training job %s started, log %s", project, job.id, job_dir / "train.log")
-        return jobs.execute(request, settings, job_dir)
+        summary = jobs.execute(request, settings, job_dir)
     finally:
         job.meta["training_finished_at"] = time.time()  # recorded while the lock is still held
         job.save_meta()
         stop.set()
         lock.release()
+    if summary.get("activated"):
+        from .redis_preannotation import after_training  # (here: that module builds on this one)
+        after_training(job.connection, settings, request, summary["version"])
+    return summary
 
 
-def _keep_locked(lock, stop: threading.Event) -> None:
+def keep_locked(lock, stop: threading.Event) -> None:
     """Renew the project lock while the job runs; it lapses within LOCK_TTL_S once the process is gone."""
     while not stop.wait(LOCK_TTL_S / 3):
         try:
@@ -236,9 +256,9 @@ def _timestamp(moment: datetime | None) -> float | None:
 
 
 @contextmanager
-def _unavailable_as_error() -> Iterator[None]:
+def unavailable_as_error(queue: str = QUEUE) -> Iterator[None]:
     """Turn Redis being unreachable into :class:`QueueUnavailable` (a clear 503, not a 500)."""
     try:
         yield
     except RedisError as exc:
-        raise QueueUnavailable(f"the training queue (Redis, {QUEUE}) cannot be reached: {type(exc).__name__}") from None
+        raise QueueUnavailable(f"the job queue (Redis, {queue}) cannot be reached: {type(exc).__name__}") from None

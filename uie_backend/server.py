@@ -28,6 +28,7 @@ from .jobs import JobRunner
 from .labelconfig import LabelConfigError
 from .labelstudio import Connection
 from .redis_jobs import QueueUnavailable, RedisJobRunner
+from .redis_preannotation import QueuedPreannotator
 from .training import ProjectRequired, TrainingRequest
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,9 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
                        lambda project_id, config: _submit_training(jobs, settings, config, project_id),
                        count=jobs.count_annotation)
     app.extensions["uie_jobs"] = jobs
-    preannotator = Preannotator(settings, lambda project_id: _label_studio(jobs, settings, project_id))
-    if isinstance(jobs, JobRunner):  # a version a Redis worker's run activates starts none (README, "Several replicas")
+    preannotator = (QueuedPreannotator if settings.redis_url else Preannotator)(
+        settings, lambda project_id: _label_studio(jobs, settings, project_id))
+    if isinstance(jobs, JobRunner):  # (a Redis worker's run queues the pre-annotation itself: redis_jobs.py)
         jobs.on_activated = preannotator.after_activation
     app.extensions["uie_preannotation"] = preannotator
     _resume_preannotation(preannotator, None)  # jobs a restart cut short, where LABEL_STUDIO_URL/_API_KEY are set
@@ -281,7 +283,7 @@ def _resume_preannotation(preannotator: Preannotator, project_id: int | None) ->
     """Resume interrupted pre-annotation jobs; start-up and /setup go on whatever happens (it is logged)."""
     try:
         preannotator.resume_interrupted(project_id)
-    except OSError as exc:  # UIE_DATA_DIR unwritable, say: the job cannot run, the server still must
+    except (OSError, QueueUnavailable) as exc:  # UIE_DATA_DIR unwritable, Redis away: the server still starts
         log.warning("pre-annotation not resumed: %s", exc)
 
 

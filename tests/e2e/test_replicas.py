@@ -3,34 +3,42 @@
 The replicas share UIE_CHECKPOINT_DIR and UIE_DATA_DIR (in production: a shared volume) and the Redis
 queue. Proven here: training requests arriving at both replicas at once never train one project twice at
 the same time, both replicas serve the same model version after every training and every activation, and
-both report the same jobs. Two workers run, not one, so that the per-project lock is what keeps two
-runs apart, not the accident of a single worker doing one job at a time.
+both report the same jobs; pre-annotation (against a real Label Studio) is a queued job too, one per project,
+and follows a worker's activating run. Two workers run, not one, so that the per-project locks are what keep
+two runs apart, not the accident of a single worker doing one job at a time.
 """
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 import requests
+from rq import Queue
 
 import corpus
 from test_security import FakeLabelStudio
 from conftest import TINY_TRAINING
-from uie_backend import redis_jobs
+from uie_backend import redis_jobs, redis_preannotation
 from uie_backend.config import Settings
+from uie_backend.jsonio import write_json
+from uie_backend.preannotation import Preannotator
 from uie_backend.redis_jobs import RedisJobRunner
+from uie_backend.redis_preannotation import QueuedPreannotator, RedisProjectLock
 from uie_backend.training import TrainingRequest
 
 from .backend_process import BackendProcess
 from .conftest import debian_binary
-from .labelstudio import REPO_ROOT
+from .labelstudio import REPO_ROOT, LabelStudio
 from .processes import free_port, read_log, spawn_logged, stop_process_group, tail
 
 pytestmark = pytest.mark.e2e
@@ -38,9 +46,12 @@ pytestmark = pytest.mark.e2e
 RQ = Path(sys.executable).parent / "rq"
 PROJECT = 5
 # a few epochs: the model's quality is not the point here, the coordination is; every version is served
-# (long enough, ~10 s, for a second request to arrive while the first job trains)
+# (long enough, ~10 s, for a second request to arrive while the first job trains). The fake Label Studio of
+# some tests gets the pre-annotation their activations queue: it fails within seconds, not 2 minutes.
 TRAINING = {**TINY_TRAINING, "UIE_TRAIN_EPOCHS": "30", "UIE_TRAIN_MIN_STEPS": "0",
-            "UIE_ACTIVATION_POLICY": "always", "UIE_AUTO_TRAIN_EVERY": "4", "UIE_AUTO_TRAIN_DELAY": "0.5"}
+            "UIE_ACTIVATION_POLICY": "always", "UIE_AUTO_TRAIN_EVERY": "4", "UIE_AUTO_TRAIN_DELAY": "0.5",
+            "UIE_LABEL_STUDIO_RETRY_S": "3"}
+QUEUES = [redis_jobs.QUEUE, redis_preannotation.QUEUE]  # as `make worker` takes them
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +93,7 @@ def cluster(tmp_path_factory, redis_url, random_checkpoint) -> Iterator[tuple[li
         for name in ("worker-1", "worker-2"):
             log_path = shared / f"{name}.log"
             env = BackendProcess.environment(shared / name, 0, folders)
-            workers.append(spawn_logged([str(RQ), "worker", "--url", redis_url, "--name", name, redis_jobs.QUEUE],
+            workers.append(spawn_logged([str(RQ), "worker", "--url", redis_url, "--name", name, *QUEUES],
                                         log_path, cwd=REPO_ROOT, env=env))
         yield replicas, shared
     finally:
@@ -226,6 +237,104 @@ def test_a_job_a_worker_has_taken_but_not_yet_started_is_shown_running(redis_url
     assert [job["id"] for job in status["running"]] == [queued["job"]] and not status["queued"], status
     assert not runner.wait_idle(timeout=0.5)
     runner.redis.flushdb()
+
+
+def preannotated(replica: BackendProcess, redis_url: str, project_id: int, version: str,
+                 timeout_s: float = 300) -> dict:
+    """The project's job status once it succeeded with ``version`` and no pre-annotation job is left queued."""
+    queue = Queue(redis_preannotation.QUEUE, connection=redis.Redis.from_url(redis_url))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        jobs = replica.api("GET", f"/preannotation?project={project_id}")["jobs"]
+        idle = not queue.count and not queue.started_job_registry.get_job_ids()
+        if idle and jobs and jobs[0]["state"] == "succeeded" and jobs[0]["version"] == version:
+            return jobs[0]
+        time.sleep(0.3)
+    pytest.fail(f"project {project_id} not pre-annotated with {version} in {timeout_s:.0f} s: {jobs}")
+
+
+def predictions_by_version(label_studio: LabelStudio, project_id: int) -> Counter:
+    """(task, model_version) -> how many predictions of it the task holds."""
+    return Counter((p["task"], p["model_version"]) for p in label_studio.list_predictions(project_id=project_id))
+
+
+def test_pre_annotation_is_a_queued_job_one_per_project_that_follows_a_workers_training(cluster, redis_url,
+                                                                                        label_studio):
+    """Asked at both replicas at once, a project's tasks get one prediction each, by a worker; a worker's
+    activating training run queues the job again for the new version. A real Label Studio 1.23."""
+    (a, b), shared = cluster
+    project_id = label_studio.create_project("replicas pre-annotate", corpus.LABEL_CONFIG)["id"]
+    rng = random.Random(project_id)
+    task_ids = label_studio.import_tasks(
+        project_id, [{"text": corpus.sentence(rng.choice(corpus.TRAIN_TEMPLATES), rng)[0]} for _ in range(300)])
+    label_studio.connect_ml_backend(project_id, a.url, title="uie")  # /setup reaches A: its token goes to Redis
+    base = served_version(a, project_id)
+
+    answers: list[dict] = []
+    askers = [threading.Thread(target=lambda r=r: answers.append(r.api("POST", f"/preannotate?project={project_id}")))
+              for r in (a, b)]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join()
+    assert all(answer["state"] == "queued" for answer in answers), answers  # queued for a worker, at both
+    status = preannotated(b, redis_url, project_id, base)
+    assert status["done"] == status["total"] == len(task_ids) or status["total"] == 0, status
+    assert a.api("GET", f"/preannotation?project={project_id}") == b.api("GET", f"/preannotation?project={project_id}")
+    queue = Queue(redis_preannotation.QUEUE, connection=redis.Redis.from_url(redis_url))
+    ran = [queue.fetch_job(job_id) for job_id in queue.finished_job_registry.get_job_ids()]
+    assert any(job.meta["project"] == str(project_id) for job in ran), ran  # by a worker, not a replica
+    held = predictions_by_version(label_studio, project_id)
+    assert set(held) == {(task, base) for task in task_ids} and set(held.values()) == {1}, held.most_common(3)
+
+    annotated = corpus.annotated_tasks(16, seed=project_id)
+    job = b.api("POST", "/train", json={"annotations": annotated, "label_config": corpus.LABEL_CONFIG,
+                                        "project": project_id})
+    trained = wait_until_idle(b, shared)
+    run = next(j for j in trained["recent"] if j["id"] == job["job"])
+    assert run["state"] == "succeeded" and run["summary"]["activated"], run
+    new = run["summary"]["version"]
+    status = preannotated(a, redis_url, project_id, new)
+    assert status["reason"] == f"version {new} activated" and status["done"] == len(task_ids), status
+    held = predictions_by_version(label_studio, project_id)
+    assert set(held) == {(task, v) for task in task_ids for v in (base, new)} and set(held.values()) == {1}
+
+
+def test_one_pre_annotation_job_per_project_across_machines_and_a_dead_workers_job_shows_interrupted(redis_url,
+                                                                                                     tmp_path):
+    """The project lock lives in Redis (any machine's job sees it) and lapses with its holder; the status
+    of a job whose lock is gone says ``interrupted``, the state a replica queues again."""
+    other_db = redis_url.rsplit("/", 1)[0] + "/3"  # no worker listens there
+    settings = Settings.from_env({"REDIS_URL": other_db, "UIE_DATA_DIR": str(tmp_path)})
+    replica = QueuedPreannotator(settings, lambda _: None)
+    (tmp_path / "preannotation").mkdir()
+    write_json(tmp_path / "preannotation" / "12.json", {"job": "j", "project": 12, "state": "running", "started_at": 1})
+    first, second = RedisProjectLock(replica.redis, 12), RedisProjectLock(redis.Redis.from_url(other_db), 12)
+    assert first.acquire() and not second.acquire() and not second.is_free()
+    assert replica.status_of(12)["state"] == "running" and replica.is_running(12)
+    first.release()
+    assert second.is_free() and replica.status_of(12)["state"] == "interrupted" and not replica.is_running(12)
+    replica.redis.flushdb()
+
+
+def test_a_running_pre_annotation_job_gives_way_to_a_queued_training_job(redis_url, tmp_path):
+    """A worker takes training first, but only between jobs: a job pre-annotating a large project stops at its
+    next page when a training job is queued, and is queued again after it."""
+    other_db = redis_url.rsplit("/", 1)[0] + "/4"  # no worker listens there: nothing takes the training job
+    settings = Settings.from_env({"REDIS_URL": other_db, "UIE_DATA_DIR": str(tmp_path)})
+    connection = redis.Redis.from_url(other_db)
+    jobs = Preannotator(settings, lambda _: None)
+    done, yielded = threading.Event(), threading.Event()
+    watcher = threading.Thread(target=redis_preannotation._yield_to_training, args=(jobs, connection, done, yielded))
+    watcher.start()
+    time.sleep(2 * redis_preannotation.YIELD_CHECK_S)
+    assert not yielded.is_set() and not jobs._stop.is_set()  # nothing queued: the job goes on
+    RedisJobRunner(settings).submit(TrainingRequest(label_config=corpus.LABEL_CONFIG, project_id=79,
+                                                    tasks=corpus.annotated_tasks(2, seed=1)))
+    watcher.join(timeout=3 * redis_preannotation.YIELD_CHECK_S)
+    assert yielded.is_set() and jobs._stop.is_set()  # the job stops at its next page
+    done.set()
+    connection.flushdb()
 
 
 def test_with_redis_down_serving_goes_on_and_training_requests_get_a_clear_503(cluster, redis_url):
