@@ -155,7 +155,7 @@ class Settings:
         if not raw:
             return {}
         where = "UIE_LABEL_PROMPTS"
-        if not raw.startswith("{"):
+        if not raw.startswith(("{", "[")):  # inline JSON; anything else names a file
             where = f"UIE_LABEL_PROMPTS file {raw}"
             try:
                 raw = Path(raw).expanduser().read_text(encoding="utf-8-sig")
