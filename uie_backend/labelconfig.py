@@ -41,7 +41,7 @@ class SpanControl:
     to_name: str
     data_field: str
     labels: tuple[str, ...]
-    prompts: tuple[str, ...] = ()  # what UIE is asked for each label, in the same order; () : the labels
+    prompts: tuple[str, ...] = ()  # what UIE is asked for each label, in the same order; (): the labels
 
     def __post_init__(self):
         if not self.prompts:
