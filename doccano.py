@@ -6,7 +6,8 @@ Writes train.txt/dev.txt[/test.txt] (UIE prompt examples) and doccano_train.json
 
 ``ext`` records hold entities and relations (an entity label ``人名##正向`` is also an entity-level choice of
 ``--options`` under ``--prompt_prefix``); ``cls`` records hold doccano's ``label`` list. With ``--label_config``
-the labeling config gives the labels, predicates, prefixes and options instead, as in training.
+the labeling config gives the labels, predicates, prefixes and options instead, as in training (the records name
+them by their prompts: ``predicted_values``, else ``UIE_LABEL_PROMPTS``, else the value).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from uie_backend.config import Settings
 from uie_backend.data import (
     SEPARATOR, DataError, doccano_to_examples, read_jsonl, record_labels, split_records, write_jsonl)
 from uie_backend.labelconfig import ChoicesControl, LabelConfigError, Schema, SpanControl, parse_label_config
@@ -43,7 +45,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _schema(args: argparse.Namespace, records: list[dict]) -> Schema:
     """The config's schema, or one made of the records' labels and the command line's classification."""
     if args.label_config:
-        return parse_label_config(args.label_config.read_text(encoding="utf-8"))
+        # doccano's records name labels as the model is asked: the config's prompts
+        return parse_label_config(args.label_config.read_text(encoding="utf-8"), Settings.from_env().prompts())
     choices = ChoicesControl("cli", "text", "text", tuple(args.options), args.prompt_prefix,
                              per_region=args.task_type == "ext", multiple=False)
     labels = tuple(record_labels(records)) if args.task_type == "ext" else ()
@@ -72,8 +75,8 @@ def _write_splits(args: argparse.Namespace) -> None:
     for name, split in zip(SPLIT_NAMES, splits):
         train = name == "train"
         examples = doccano_to_examples(
-            split, schema.labels, args.negative_ratio if train else len(schema.labels), args.seed,
-            predicates=schema.predicates or None, choices=schema.choices, is_train=train)
+            split, schema.prompts, args.negative_ratio if train else len(schema.prompts), args.seed,
+            predicates=schema.predicate_prompts or None, choices=schema.choices, is_train=train)
         built.append((name, split, examples))
     for name, split, examples in built:
         write_jsonl(args.save_dir / f"{name}.txt", examples)

@@ -4,7 +4,8 @@
 
 The file may hold doccano records (every label of the file, or of --labels, is asked of every text, and every
 predicate of every subject) or UIE prompt examples (as doccano.py writes them). With ``--label_config`` the
-records are asked what the config asks, choices included, and the scores are given per entity label, per
+records (which name labels by their prompts, as a training run's ``doccano.jsonl`` does) are asked what the config
+asks (its prompts: ``predicted_values``, else ``UIE_LABEL_PROMPTS``), choices included, and the scores are given per entity label, per
 relation and per option, as training reports them. The metric is the one fine-tuning selects by
 (``uie_backend/metrics.py``).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from uie_backend import trainer, training
 from uie_backend.checkpoint import CheckpointError
+from uie_backend.config import Settings
 from uie_backend.data import DataError, doccano_to_examples, read_jsonl, record_labels
 from uie_backend.labelconfig import LabelConfigError, Schema, parse_label_config
 
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", type=Path, help="also write the scores as JSON here")
     args = p.parse_args(argv)
     try:
-        schema = parse_label_config(args.label_config.read_text(encoding="utf-8")) if args.label_config else None
+        schema = parse_label_config(args.label_config.read_text(encoding="utf-8"),  # prompts as the server asks
+                                    Settings.from_env().prompts()) if args.label_config else None
         report = trainer.evaluate_checkpoint(args.model_path, examples_from_file(args.test_path, args.labels, schema),
                                              args.max_seq_len, args.batch_size, args.threshold, args.device)
     except (DataError, LabelConfigError, CheckpointError, ValueError, OSError) as exc:

@@ -38,9 +38,10 @@ class UIEBackend(LabelStudioMLBase):
     TRAIN_EVENTS = ("START_TRAINING",)
 
     def __init__(self, label_config: str | None = None, train_output: dict | None = None, **kwargs: Any):
-        self.schema = parse_label_config(label_config)  # a clear LabelConfigError before anything else
-        super().__init__(label_config=label_config, train_output=train_output, **kwargs)
         self.settings = Settings.from_env()
+        # a clear LabelConfigError before anything else
+        self.schema = parse_label_config(label_config, self.settings.prompts())
+        super().__init__(label_config=label_config, train_output=train_output, **kwargs)
 
     @property
     def model_version(self) -> str:

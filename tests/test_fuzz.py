@@ -73,6 +73,10 @@ INVALID_CONFIGS = [
     "<Choices name='c' toName='img'><Choice value='a'/></Choices></View>",
     f"<View>{TEXT}<Choices name='c' toName='text'><Choice value='a,b'/></Choices></View>",  # breaks prefix[a,b]
     f"<View>{TEXT}<Choices name='c' toName='text' perRegion='true'><Choice value='a'/></Choices></View>",
+    f"<View>{TEXT}<Labels name='l' toName='text'><Label value='PER' predicted_values='人名'/>"       # two labels,
+    "<Label value='Person' predicted_values='人名'/></Labels></View>",                               # one prompt
+    f"<View>{TEXT}<Labels name='l' toName='text'><Label value='PER' predicted_values=' '/></Labels></View>",
+    f"<View>{TEXT}<Labels name='l' toName='text'><Label value=' '/></Labels></View>",              # empty prompt
 ]
 # Parsed fine (so /setup and training take them), but /predict cannot serve them: a 400 there, never a 500.
 PREDICT_REFUSED_CONFIGS = [
@@ -89,6 +93,9 @@ VALID_CONFIGS = [
     "<Labels name='l2' toName='text,t2,img'><Label value='组织'/></Labels><Image name='img' value='$i'/></View>",
     f"<?xml version='1.0'?><View>{TEXT}{LABELS}<Choices name='c' toName='text'/></View>",
     f"<View>{TEXT}<Choices name='sentiment' toName='text'><Choice value='正向'/><Choice value='负向'/></Choices></View>",
+    f"<View>{TEXT}<Labels name='label' toName='text'><Label value='PER' predicted_values='人名'/></Labels>"
+    "<Relations><Relation value='dad' predicted_values='父亲'/></Relations><Choices name='s' toName='text'>"
+    "<Choice value='pos' predicted_values='正向'/><Choice value='a,b' predicted_values='负向'/></Choices></View>",
     f"<View>{TEXT}{LABELS}<Relations><Relation value='父亲'/></Relations>"
     "<Choices name='r' toName='text' perRegion='true' choice='multiple'><Choice value='好'/></Choices></View>",
 ]
@@ -96,12 +103,17 @@ VALID_CONFIGS = [
 
 @st.composite
 def generated_configs(draw) -> str:
-    """Configs assembled from random parts: names, fields, label values (any unicode, any length)."""
+    """Configs assembled from random parts: names, fields, label values and the prompts they name (any unicode,
+    any length; two labels on one prompt, empty ones, lists)."""
     name = draw(st.sampled_from(["text", "t", ""]) | st.text(max_size=6))
     value = draw(st.sampled_from(["$text", "$content", "text", "$", ""]) | st.text(max_size=6).map("${}".format))
     to_name = draw(st.sampled_from([name, "", f"x,{name}", "nope"]))
     labels = draw(st.lists(st.sampled_from(["人名", "地名", " ", "<&>"]) | st.text(max_size=12), max_size=4))
-    label_xml = "".join(f"<Label value={quoteattr(label)}/>" for label in labels)
+    prompts = draw(st.lists(st.none() | st.sampled_from(["人名", "", " ", "人名,地名"]) | st.text(max_size=12),
+                            min_size=len(labels), max_size=len(labels)))
+    label_xml = "".join(f"<Label value={quoteattr(label)}"
+                        + ("" if prompt is None else f" predicted_values={quoteattr(prompt)}") + "/>"
+                        for label, prompt in zip(labels, prompts))
     return (f"<View><Text name={quoteattr(name)} value={quoteattr(value)}/>"
             f"<Labels name='label' toName={quoteattr(to_name)}>{label_xml}</Labels></View>")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from uie_backend.labelconfig import LabelConfigError, SpanControl, parse_label_config, schema_labels
+from uie_backend.labelconfig import LabelConfigError, SpanControl, parse_label_config
 
 RECORDED_CONFIG = """<View>
   <Labels name="label" toName="text">
@@ -37,9 +37,9 @@ def test_two_labels_controls_and_schema_labels_union():
       <Labels name="t_ner" toName="title"><Label value="产品"/><Label value="品牌"/></Labels>
       <Labels name="b_ner" toName="body"><Label value="品牌"/><Label value="颜色"/></Labels>
     </View>"""
-    controls = parse_label_config(xml).spans
-    assert [(c.from_name, c.data_field) for c in controls] == [("t_ner", "title"), ("b_ner", "body")]
-    assert schema_labels(controls) == ["产品", "品牌", "颜色"]
+    schema = parse_label_config(xml)
+    assert [(c.from_name, c.data_field) for c in schema.spans] == [("t_ner", "title"), ("b_ner", "body")]
+    assert schema.labels == ["产品", "品牌", "颜色"]
 
 
 def test_to_name_list_keeps_only_text_objects():

@@ -25,6 +25,10 @@ after ``##``, and text-level choices are doccano's classification ``label`` list
 the annotation made a choice). UIE examples are built from records as PaddleNLP's ``doccano.py``
 builds them: entity prompts, ``"{subject}的{predicate}"`` relation prompts, ``prefix[options]``
 classification prompts whose answers lie in the prompt itself, and their negatives.
+
+Records, and the examples made of them, name labels, predicates and options by their *prompts*, what the model
+is taught: a ``<Label value="PER" predicted_values="人名">`` region becomes an entity ``"人名"``
+(labelconfig.py). A training run writes the value <-> prompt mapping beside them (``prompts.json``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import tempfile
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .labelconfig import ChoicesControl, Schema, SpanControl
 
@@ -231,8 +235,10 @@ def _string_list(value: Any, where: str, name: str) -> list[str]:
     return value
 
 
-def _entities(text: str, regions: list[dict], task_id: Any) -> tuple[list[dict], dict[Any, int]]:
-    """Doccano entities of the span regions, and each region id's first entity (what relations point at)."""
+def _entities(text: str, regions: list[dict], task_id: Any,
+              prompt_of: Callable[[str], str]) -> tuple[list[dict], dict[Any, int]]:
+    """Doccano entities of the span regions, labelled by their prompts, and each region id's first entity
+    (what relations point at)."""
     entities: list[dict] = []
     by_region: dict[Any, int] = {}
     seen: dict[tuple[str, int, int], int] = {}
@@ -246,7 +252,7 @@ def _entities(text: str, regions: list[dict], task_id: Any) -> tuple[list[dict],
         if "text" in value and text[start:end] != value["text"]:
             raise DataError(f"{where}: field 'value.text' is {value['text']!r}"
                             f" but the text at {start}:{end} is {text[start:end]!r}")
-        for label in _string_list(value.get("labels"), where, "value.labels"):
+        for label in map(prompt_of, _string_list(value.get("labels"), where, "value.labels")):
             if (label, start, end) not in seen:
                 seen[(label, start, end)] = len(entities)
                 entities.append({"id": len(entities), "start_offset": start, "end_offset": end, "label": label})
@@ -254,12 +260,13 @@ def _entities(text: str, regions: list[dict], task_id: Any) -> tuple[list[dict],
     return entities, by_region
 
 
-def _relations(results: list[dict], by_region: dict[Any, int], predicates: Sequence[str] | None) -> list[dict]:
-    """Doccano relations (subject -> object) of Label Studio's relation results between known regions.
+def _relations(results: list[dict], by_region: dict[Any, int], schema: Schema | None) -> list[dict]:
+    """Doccano relations (subject -> object) of Label Studio's relation results between known regions, each
+    named by its predicate's prompt.
 
     A relation without a label has no predicate to learn; one whose ends are not regions of this record
     (another text's, or a control the config no longer has) has nothing to point at; a predicate the config
-    no longer has (``predicates``, when there is a config) is not asked any more: all are left out.
+    no longer has (when there is a config) is not asked any more: all are left out.
     """
     relations: list[dict] = []
     seen: set[tuple[int, int, str]] = set()
@@ -274,7 +281,7 @@ def _relations(results: list[dict], by_region: dict[Any, int], predicates: Seque
         pairs = {"left": [ends[::-1]], "bi": [ends, ends[::-1]]}.get(direction, [ends])
         for subject, obj in pairs:
             for predicate in labels:
-                if predicates is not None and predicate not in predicates:
+                if schema is not None and (predicate := schema.predicate_prompt(predicate)) is None:
                     continue
                 if isinstance(predicate, str) and (subject, obj, predicate) not in seen:
                     seen.add((subject, obj, predicate))
@@ -289,7 +296,8 @@ def _is_region_choice(result: dict, schema: Schema | None) -> bool:
     return isinstance(value, dict) and "start" in value  # Label Studio writes the region's span into it
 
 
-def _choices(results: list[dict], task_id: Any) -> list[tuple[dict, list[str]]]:
+def _choices(results: list[dict], task_id: Any, schema: Schema | None) -> list[tuple[dict, list[str]]]:
+    """Each choices result and its options as the prompt names them (a value no control has stays as it is)."""
     found = []
     for result in results:
         if result.get("type") == "choices":
@@ -297,7 +305,10 @@ def _choices(results: list[dict], task_id: Any) -> list[tuple[dict, list[str]]]:
             value = result.get("value")
             if not isinstance(value, dict):
                 raise DataError(f"{where}: field 'value' is missing or not an object")
-            found.append((result, _string_list(value.get("choices"), where, "value.choices")))
+            options = _string_list(value.get("choices"), where, "value.choices")
+            control = next((c for c in schema.choices if c.from_name == result.get("from_name")), None) \
+                if schema is not None else None
+            found.append((result, [control.option_prompt(o) or o for o in options] if control else options))
     return found
 
 
@@ -321,10 +332,11 @@ def task_to_doccano(task: dict, schema: Schema | None = None) -> dict | None:
     if not isinstance(text, str):
         raise DataError(f"task {task_id!r}: field 'data.{field}' is missing or not a string")
 
-    entities, by_region = _entities(text, [r for r in labelled if r.get("type") == "labels"], task_id)
-    record = {"id": task_id, "text": text, "entities": entities, "relations": _relations(results, by_region, schema.predicates if schema else None)}
+    entities, by_region = _entities(text, [r for r in labelled if r.get("type") == "labels"], task_id,
+                                    schema.prompt_of if schema else str)
+    record = {"id": task_id, "text": text, "entities": entities, "relations": _relations(results, by_region, schema)}
     chosen: list[str] = []
-    for result, options in _choices([r for r in labelled if r.get("type") == "choices"], task_id):
+    for result, options in _choices([r for r in labelled if r.get("type") == "choices"], task_id, schema):
         if not _is_region_choice(result, schema):
             chosen += [option for option in options if option not in chosen]
         elif result.get("id") in by_region and options:
@@ -532,9 +544,9 @@ def choice_examples(content: str, control: ChoicesControl, chosen: Sequence[str]
                     subject: str | None = None) -> list[dict]:
     """Classification examples: the options in config order and, with ``rng``, shuffled when that differs.
     The chosen options are spans of the prompt (negative offsets)."""
-    orders = [list(control.options)]
+    orders = [list(control.option_prompts)]
     if rng is not None:
-        shuffled = list(control.options)
+        shuffled = list(control.option_prompts)
         rng.shuffle(shuffled)
         orders += [shuffled] if shuffled != orders[0] else []
     examples = []
@@ -558,12 +570,12 @@ def _choice_examples(record: dict, choices: Sequence[ChoicesControl], rng: rando
         raise DataError(f"record {record.get('id')!r}: field 'label' is not a list of strings")
     examples = []
     for control in (c for c in choices if not c.per_region):
-        picked = [option for option in chosen if option in control.options]
+        picked = [option for option in chosen if option in control.option_prompts]
         if picked:
             examples += choice_examples(text, control, picked, rng)
     for entity in record["entities"]:
         _, options = split_label(entity["label"])
-        control = next((c for c in choices if c.per_region and set(options) & set(c.options)), None)
+        control = next((c for c in choices if c.per_region and set(options) & set(c.option_prompts)), None)
         if control is not None:
             subject = text[entity["start_offset"]:entity["end_offset"]]
             examples += choice_examples(text, control, options, rng, subject)

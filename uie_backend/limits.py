@@ -34,7 +34,7 @@ def label_config(config: Any, settings: Settings) -> Schema:
     asks every text more than ``UIE_MAX_LABELS`` prompts (entity labels, and one per ``<Choices>``; relation
     predicates are asked only of the entities found, so DuEE's 186 labels and 121 predicates pass)."""
     config_size(config, settings)
-    schema = parse_label_config(config)
+    schema = parse_label_config(config, settings.prompts())
     labels = [*schema.labels, *(c.from_name for c in schema.choices)]
     if len(labels) > settings.max_labels:
         raise LimitExceeded(f"the labeling config has {len(labels):,} labels, over UIE_MAX_LABELS={settings.max_labels}"

@@ -44,7 +44,7 @@ from typing import Any, Callable
 from . import limits, lineages, predictor, regions, registry
 from .config import Settings
 from .jsonio import read_json, write_json
-from .labelconfig import LabelConfigError, parse_label_config
+from .labelconfig import LabelConfigError
 from .labelstudio import Connection, LabelStudioError, retrying
 from .regions import TaskError
 
@@ -218,8 +218,7 @@ class PreannotationJob:
     def _schema(self, label_config: Any):
         if not isinstance(label_config, str):
             raise LabelConfigError("Label Studio gave no labeling config for the project")
-        limits.label_config(label_config, self.settings)
-        return parse_label_config(label_config)
+        return limits.label_config(label_config, self.settings)
 
     def _model(self) -> predictor.Predictor:
         """The loaded model of the job's version; a new version of the project (or a stop) ends the job."""

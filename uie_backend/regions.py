@@ -9,6 +9,9 @@ is found rather than with the schema: first every entity label (minus those foun
 relation_schema.py) of every text; then, only for the entities found, their relation prompts
 (``"{entity}的{predicate}"``) and per-region choices; text-level choices once per text. Each stage is one
 batched model call over all tasks of the request.
+
+The model is asked prompts and answers in prompts; a label's prompt may differ from its value (``predicted_values``,
+labelconfig.py), so every region, relation and choice is turned back into the value Label Studio knows here.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ def predict_tasks(tasks: Sequence[Any], schema: Schema, model: EntityExtractor, 
             text = texts[(position, control.to_name)]
             subject, subject_label = r["value"]["text"], r["value"]["labels"][0]
             for predicate, objects in trees.get((control.from_name, subject_label), {}).items():
-                queries.add(("relation", position, control, subject, subject_label, predicate,
+                queries.add(("relation", position, control, subject, subject_label, schema.predicate_of(predicate),
                              None if objects is None else tuple(objects)),
                             text,
                             f"{subject}的{predicate}")
@@ -183,19 +186,21 @@ class _Queries:
 
 def _relation_trees(schema: Schema, learnt: RelationSchema | None,
                     ask_all: bool) -> dict[tuple[str, str], dict[str, list[str] | None]]:
-    """(Labels control, subject label) -> {predicate: the object labels learnt (within the config: a predicate
-    none of whose object labels is left is not asked), or None when nothing was learnt
-    (``UIE_ASK_ALL_PREDICATES``: any region found may be the object)}."""
+    """(Labels control, subject label) -> {predicate prompt: the object labels learnt (within the config: a
+    predicate none of whose object labels is left is not asked), or None when nothing was learnt
+    (``UIE_ASK_ALL_PREDICATES``: any region found may be the object)}. The learnt tree speaks prompts, what
+    the model was taught; the labels here are the values regions carry."""
     trees: dict[tuple[str, str], dict[str, list[str] | None]] = {}
     if not schema.predicates:
         return trees
     for control in schema.spans:
-        for label in control.labels:
+        for label, prompt in zip(control.labels, control.prompts):
             if learnt is not None:
-                tree = {p: kept for p, objects in learnt.predicates.get(label, {}).items()
-                        if p in schema.predicates and (kept := [o for o in objects if o in control.labels])}
+                tree = {p: kept for p, objects in learnt.predicates.get(prompt, {}).items()
+                        if p in schema.predicate_prompts
+                        and (kept := [control.label_of(o) for o in objects if o in control.prompts])}
             else:
-                tree = dict.fromkeys(schema.predicates) if ask_all else {}
+                tree = dict.fromkeys(schema.predicate_prompts) if ask_all else {}
             if tree:
                 trees[(control.from_name, label)] = tree
     return trees
@@ -207,12 +212,13 @@ def _entities(schema: Schema, model: EntityExtractor, texts: dict, known: set, t
     learnt = model.relation_schema if trees else None  # without relations to ask, every label is asked
     found: dict[int, list[tuple[dict, SpanControl]]] = {}
     for control in schema.spans:
-        labels = learnt.first_stage(control.labels, schema.predicates) if learnt else control.labels
+        prompts = learnt.first_stage(control.prompts, schema.predicate_prompts) if learnt else control.prompts
+        label_of = dict(zip(control.prompts, control.labels))
         positions = [p for (p, name), text in texts.items() if name == control.to_name and text is not None]
         for position, entities in zip(positions, model.extract([texts[(p, control.to_name)] for p in positions],
-                                                               labels, deadline)):
+                                                               prompts, deadline)):
             found.setdefault(position, []).extend(
-                (region(control, e), control) for e in entities
+                (region(control, replace(e, label=label_of[e.label])), control) for e in entities
                 if not {(control.to_name, e.start, e.end), (None, e.start, e.end)} & known)
     return found
 
@@ -255,9 +261,10 @@ def _relations(key: tuple, answers: Sequence, entity_regions: list[tuple[dict, S
 
 
 def _chosen(control: ChoicesControl, answers: Sequence) -> list[tuple[str, float]]:
-    """The options a classification prompt's answers pick: the best one, or every one for ``choice="multiple"``."""
-    options = sorted(((a.text, a.score) for a in answers if a.start < 0 and a.text in control.options),
-                     key=lambda option: -option[1])
+    """The options a classification prompt's answers pick (as Label Studio names them): the best one, or every
+    one for ``choice="multiple"``."""
+    options = sorted(((control.option_of(a.text), a.score) for a in answers
+                      if a.start < 0 and a.text in control.option_prompts), key=lambda option: -option[1])
     return options if control.multiple else options[:1]
 
 

@@ -8,6 +8,10 @@ DuEE's ``{"组织关系-裁员": {"裁员方": "裁员方"}}``), and which label
 (event roles): those are found through their subjects and never asked on their own. The tree is saved with the
 model it was trained with; a model without one (the base) asks no relations unless ``UIE_ASK_ALL_PREDICATES``
 says to ask every predicate of every entity found.
+
+The tree is learnt from doccano records, so it names labels and predicates by their prompts (labelconfig.py:
+``predicted_values``): what the model was taught, which stays true of the model whatever a config later calls
+them; regions.py maps them to the config's values.
 """
 
 from __future__ import annotations

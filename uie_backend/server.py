@@ -390,10 +390,10 @@ def _setup_connection(data: dict) -> dict:
 
 
 def _check_label_lengths(model, settings: Settings) -> None:
-    """A label is UIE's prompt and shares every model window with the text (predictor.Predictor.extract): one
-    that leaves no room for text made windows.cut raise ValueError, a 500 (tests/test_fuzz.py). A 400 instead."""
+    """A label's prompt shares every model window with the text (predictor.Predictor.extract): one that leaves
+    no room for text made windows.cut raise ValueError, a 500 (tests/test_fuzz.py). A 400 instead."""
     schema = getattr(model, "schema", None)
-    prompts = [*schema.labels, *(c.prompt() for c in schema.choices)] if schema else []
+    prompts = [*schema.prompts, *(c.prompt() for c in schema.choices)] if schema else []
     for label in prompts:
         if settings.max_seq_len - len(label) - 3 <= 0:
             raise BadRequest(f"label {label[:20]!r}… is {len(label)} characters long: no text fits beside it in "

@@ -16,8 +16,9 @@ Every annotated task is learnt, and the numbers stay honest (docs/decisions.md, 
 
 A project with fewer than ``MIN_HELD_OUT_TASKS`` annotated tasks has no dev split worth the name: it trains
 once on all of them, and its report says that its scores are on the training tasks. Each run keeps, in its
-own directory, the exact data it used (the Label Studio tasks, the doccano file, the UIE train/dev files),
-the models it produced and its report, so any served model can be traced back and reproduced.
+own directory, the exact data it used (the Label Studio tasks, the doccano file, the UIE train/dev files, and
+``prompts.json``: which prompt each Label Studio value was taught as, for the files speak prompts), the models
+it produced and its report, so any served model can be traced back and reproduced.
 """
 
 from __future__ import annotations
@@ -98,8 +99,19 @@ def split_train_dev(records: list[dict]) -> tuple[list[dict], list[dict], bool]:
 def uie_examples(records: list[dict], schema: Schema, negative_ratio: int | None = None) -> list[dict]:
     """Training examples with ``negative_ratio``; without one, evaluation examples: every label and every
     predicate of every subject asked, so that dev scores count what the model would wrongly answer."""
-    return doccano_to_examples(records, schema.labels, len(schema.labels) if negative_ratio is None else negative_ratio,
-                               predicates=schema.predicates, choices=schema.choices, is_train=negative_ratio is not None)
+    return doccano_to_examples(records, schema.prompts, len(schema.prompts) if negative_ratio is None else negative_ratio,
+                               predicates=schema.predicate_prompts, choices=schema.choices,
+                               is_train=negative_ratio is not None)
+
+
+PROMPTS_NOTE = ("doccano.jsonl, train.txt, dev.txt and all.txt name every label, relation and option by the prompt "
+                "the model is taught (labelconfig.py: predicted_values, else UIE_LABEL_PROMPTS, else the value); "
+                "tasks.json and Label Studio use the values. Here each value -> its prompt.")
+
+
+def write_prompts(path: Path, schema: Schema) -> None:
+    """The value -> prompt mapping of a run's data, beside the files that speak prompts."""
+    write_json(path, {"about": PROMPTS_NOTE, **schema.prompt_mapping()})
 
 
 def run(request: TrainingRequest, settings: Settings, run_dir: Path,
@@ -110,10 +122,10 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
                               "changes what that project is served, and no other")
     lineage = lineages.project_dir(settings, request.project_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    schema = parse_label_config(request.label_config)
-    labels = schema.labels
+    schema = parse_label_config(request.label_config, settings.prompts())
     tasks = collect_tasks(request)
     write_json(run_dir / "tasks.json", tasks)
+    write_prompts(run_dir / "prompts.json", schema)
 
     records = tasks_to_doccano(tasks, schema)
     if not records:
@@ -131,7 +143,8 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
         learning_rate=learning_rate(settings, init_from), batch_size=settings.train_batch_size,
         max_seq_len=settings.train_max_seq_len, num_epochs=settings.train_epochs, min_steps=settings.train_min_steps,
         device=settings.device)
-    meta = {"project": request.project_id, "run": run_dir.name, "labels": labels, "tasks": len(records),
+    meta = {"project": request.project_id, "run": run_dir.name, "labels": schema.prompts,
+            "label_values": schema.labels, "tasks": len(records),
             "train_tasks": len(train_records), "dev_tasks": len(dev_records), "held_out": held_out,
             "relation_schema": relation_schema.learn(records).to_dict() if schema.predicates else None}
     phases = 2 if held_out else 1
@@ -231,7 +244,7 @@ def _load_once(model_dir: Path, settings: Settings) -> None:
 
 def schema_scores(report: SpanReport | None, schema: Schema) -> dict | None:
     """A dev report as stored in ``report.json``: the scores per prompt and overall, and, for a config with
-    relations or choices, the entity scores per label, the relation scores per predicate (an object span
+    relations or choices or a label asked under another name, the entity scores per label value, the relation scores per predicate (an object span
     found for its subject and predicate: a triple) and, per ``<Choices>``, the scores per option and the
     accuracy (the share of examples whose chosen option is the model's best one: evaluation scores every
     classification prompt as a single choice, trainer._best_option)."""
@@ -247,8 +260,10 @@ def schema_scores(report: SpanReport | None, schema: Schema) -> dict | None:
 
 
 def schema_groups(report: SpanReport, schema: Schema) -> list[tuple[str, SpanReport]]:
-    """("entities" | "relations" | a <Choices> name, its report), for a config with relations or choices."""
-    if not schema.predicates and not schema.choices:
+    """("entities" | "relations" | a <Choices> name, its report), named by Label Studio's values, for a config
+    with relations or choices or a value asked under another name (then the per-prompt rows would not say
+    which label the team sees)."""
+    if not schema.predicates and not schema.choices and not schema.renames:
         return []
     kind = schema.prompt_kind
 
@@ -275,6 +290,11 @@ def scores_markdown(title: str, report: SpanReport, schema: Schema) -> list[str]
     if not groups:
         return [f"## {title}", "", report.to_markdown(), ""]
     lines = [f"## {title}", ""]
+    if schema.renames:
+        asked = [f"{label} as {prompt}" for label, prompt in zip(schema.labels, schema.prompts) if label != prompt]
+        asked += [f"{p} as {q}" for p, q in zip(schema.predicates, schema.predicate_prompts) if p != q]
+        asked += [f"{o} as {q}" for c in schema.choices for o, q in zip(c.options, c.option_prompts) if o != q]
+        lines += [f"Asked under other names: {', '.join(dict.fromkeys(asked))}.", ""]
     for name, group in groups:
         heading = {"entities": "Entities (span)", "relations": "Relations (triple: subject, predicate, object)"}
         lines += [f"### {heading.get(name, f'Choices {name!r}: accuracy {group.overall.recall:.4f}')}", "",
