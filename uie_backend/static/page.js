@@ -1,6 +1,6 @@
 // The status page's live part: training and pre-annotation jobs with a progress bar and ETA, polled every
 // 2 s from the backend's own JSON endpoints (GET /training, GET /preannotation). Text goes in through
-// textContent only, never innerHTML: job errors and versions come from outside.
+// textContent only, never as markup: job errors and versions come from outside.
 (function () {
   "use strict";
   var box = document.getElementById("jobs");
