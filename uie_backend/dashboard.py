@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from . import lineages, registry, svg
+from markupsafe import Markup
+
+from . import checkpoint, lineages, registry, svg
 from .config import Settings
 from .jsonio import read_json
 
@@ -53,24 +55,30 @@ class ProjectView:
 
     @property
     def active_base(self) -> str:
-        """What the active version was fine-tuned from: a version name, or a path for a hand-placed model."""
-        init_from = (self.active.meta.get("init_from") if self.active else None) or ""
-        return Path(init_from).name or self.base
+        """The version the active one was fine-tuned from (its name, when that checkpoint is gone)."""
+        init_from = Path((self.active.meta.get("init_from") if self.active else None) or "")
+        if init_from.name and checkpoint.is_complete(init_from):
+            return checkpoint.model_version(init_from)
+        return init_from.name or self.base
 
-    def versions_chart(self):
+    def versions_chart(self) -> Markup:
         """Dev F1 of each version over time, with its number of annotated tasks on a second axis."""
-        dated = [(v, _timestamp(v.meta.get("created_at"))) for v in reversed(self.versions)]
-        dated = [(v, t) for v, t in dated if t is not None]
-        f1s = [svg.Point(t, v.to_dict()["dev_f1"], f"{v.id}: dev F1 {v.to_dict()['dev_f1']:.4f}, "
-                                                   f"{v.meta.get('tasks')} tasks", _day(v))
-               for v, t in dated if v.to_dict()["dev_f1"] is not None]
-        tasks = [svg.Point(t, v.meta["tasks"], f"{v.id}: {v.meta['tasks']} tasks", _day(v))
-                 for v, t in dated if isinstance(v.meta.get("tasks"), int)]
+        f1s, tasks = [], []
+        for version in reversed(self.versions):  # oldest first
+            row, when = version.to_dict(), _timestamp(version.meta.get("created_at"))
+            if when is None:  # a hand-placed model without a date has no place on a time axis
+                continue
+            day = (row["created_at"] or "")[:16].replace("T", " ")
+            if row["dev_f1"] is not None:
+                f1s.append(svg.Point(when, row["dev_f1"], f"{version.id}: dev F1 {row['dev_f1']:.4f}, "
+                                                          f"{row['tasks']} tasks", day))
+            if isinstance(row["tasks"], int):
+                tasks.append(svg.Point(when, row["tasks"], f"{version.id}: {row['tasks']} tasks", day))
         return svg.line_chart([svg.Series("dev F1", F1_COLOR, f1s, y_range=(0.0, 1.0)),
                                svg.Series("tasks", TASKS_COLOR, tasks, right_axis=True)],
-                              f"project {self.id}: dev F1 per version", "version, by date")
+                              f"project {self.id}: dev F1 per version", "version, by creation time")
 
-    def epochs_chart(self):
+    def epochs_chart(self) -> Markup:
         """The latest run's training loss and dev F1 per evaluation (about one per epoch)."""
         history = [h for h in (self.latest_report or {}).get("history") or [] if isinstance(h, dict)]
         f1s = [svg.Point(h["epoch"], h["dev_f1"], f"epoch {h['epoch']}: dev F1 {h['dev_f1']:.4f}",
@@ -151,7 +159,3 @@ def _timestamp(created_at) -> float | None:
         return datetime.strptime(created_at, "%Y-%m-%dT%H:%M:%S%z").timestamp()
     except (TypeError, ValueError):
         return None
-
-
-def _day(version: registry.Version) -> str:
-    return (version.meta.get("created_at") or "")[:10]

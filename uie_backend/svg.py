@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 640, 220
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 44, 44, 20, 34
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 44, 44, 28, 34
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def line_chart(series: list[Series], title: str, x_title: str) -> Markup:
              f'x2="{MARGIN_LEFT + inner_w}" y2="{MARGIN_TOP + inner_h}"/></g>']
     axes_done = set()
     for s in plotted:
-        low, high = s.y_range or (0.0, max(p.y for p in s.points) or 1.0)
+        low, high = s.y_range or (0.0, _round_up(max(p.y for p in s.points)))
         span = (high - low) or 1.0
 
         def sy(y: float, low=low, span=span) -> float:
@@ -85,13 +85,19 @@ def _y_axis(low: float, high: float, sy, right: bool, name: str, color: str) -> 
     x = WIDTH - MARGIN_RIGHT if right else MARGIN_LEFT
     anchor, dx = ("start", 4) if right else ("end", -4)
     ticks = [low + (high - low) * i / 4 for i in range(5)]
-    integers = all(float(t).is_integer() for t in (low, high)) and high - low >= 8
+    integers = all(float(t).is_integer() for t in (low, high)) and high - low >= 4
     lines = [f'<g font-size="10" fill="{color}"><line x1="{x}" y1="{MARGIN_TOP}" x2="{x}" '
              f'y2="{HEIGHT - MARGIN_BOTTOM}" stroke="#999"/>']
     for t in ticks:
         value = f"{t:.0f}" if integers else f"{t:.2f}"
         lines.append(f'<text x="{x + dx}" y="{sy(t) + 3:.1f}" text-anchor="{anchor}">{value}</text>')
-    title_x = x + (6 if right else -6)
-    lines.append(f'<text x="{title_x}" y="{MARGIN_TOP - 2}" text-anchor="{anchor}" font-weight="bold">'
+    lines.append(f'<text x="{x}" y="{MARGIN_TOP - 12}" text-anchor="{"end" if right else "start"}" font-weight="bold">'
                  f'{escape(name)}</text></g>')
     return "".join(lines)
+
+
+def _round_up(high: float) -> float:
+    """An axis top at or above ``high`` whose four steps are whole when ``high`` is (task counts)."""
+    if high <= 0:
+        return 1.0
+    return float(-(-high // 4) * 4) if float(high).is_integer() and high >= 4 else high
