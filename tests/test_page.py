@@ -8,6 +8,7 @@ browser test in tests/e2e/test_page_browser.py opens the page of a backend that 
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -140,3 +141,17 @@ def test_a_backend_or_project_with_no_versions_at_all(backend_env, with_other_pr
     assert (b"No project has trained yet" in index.data) != with_other_project
     page = client.get(f"/projects/{PROJECT}")
     assert page.status_code == 200 and b"has no versions yet" in page.data and b"<svg" not in page.data
+
+
+def test_a_damaged_report_or_meta_gives_a_page_not_a_500(backend_env):
+    two_runs(backend_env)
+    newest = registry.list_versions(lineages.project_dir(backend_env, PROJECT))[0]
+    (newest.path / "report.json").write_text(json.dumps({
+        "run": newest.meta["run"], "project": "three", "history": [{"epoch": "1", "loss": None}, 7],
+        "dev_active": {"per_label": {"人名": 3}}, "dev_new": {"per_label": {"人名": {"f1": "high"}}}}))
+    meta = json.loads((newest.path / "uie_meta.json").read_text())
+    (newest.path / "uie_meta.json").write_text(json.dumps({**meta, "dev": {"overall": {"f1": "n/a"}}, "tasks": "x"}))
+    (backend_env.data_dir / "runs" / newest.meta["run"] / "report.json").write_text("[1, 2")
+    client = create_app(UIEBackend).test_client()
+    for path in ("/", f"/projects/{PROJECT}", f"/runs/{newest.meta['run']}"):
+        assert client.get(path, headers=HTML).status_code == 200, path

@@ -69,7 +69,7 @@ class ProjectView:
             if when is None:  # a hand-placed model without a date has no place on a time axis
                 continue
             day = (row["created_at"] or "")[:16].replace("T", " ")
-            if row["dev_f1"] is not None:
+            if _is_number(row["dev_f1"]):
                 f1s.append(svg.Point(when, row["dev_f1"], f"{version.id}: dev F1 {row['dev_f1']:.4f}, "
                                                           f"{row['tasks']} tasks", day))
             if isinstance(row["tasks"], int):
@@ -80,19 +80,19 @@ class ProjectView:
 
     def epochs_chart(self) -> Markup:
         """The latest run's training loss and dev F1 per evaluation (about one per epoch)."""
-        history = [h for h in (self.latest_report or {}).get("history") or [] if isinstance(h, dict)]
+        history = (self.latest_report or {}).get("history")
+        history = [h for h in history if isinstance(h, dict) and _is_number(h.get("epoch"))] \
+            if isinstance(history, list) else []
         f1s = [svg.Point(h["epoch"], h["dev_f1"], f"epoch {h['epoch']}: dev F1 {h['dev_f1']:.4f}",
-                         f"epoch {h['epoch']}") for h in history if h.get("dev_f1") is not None]
+                         f"epoch {h['epoch']}") for h in history if _is_number(h.get("dev_f1"))]
         losses = [svg.Point(h["epoch"], h["loss"], f"epoch {h['epoch']}: loss {h['loss']:.4f}", f"epoch {h['epoch']}")
-                  for h in history if h.get("loss") is not None]
+                  for h in history if _is_number(h.get("loss"))]
         return svg.line_chart([svg.Series("dev F1", F1_COLOR, f1s, y_range=(0.0, 1.0)),
                                svg.Series("loss", LOSS_COLOR, losses, right_axis=True)],
                               "latest run: loss and dev F1 per epoch", "epoch")
 
     def label_rows(self) -> list[LabelRow]:
-        report = self.latest_report or {}
-        before = ((report.get("dev_active") or {}).get("per_label")) or {}
-        after = ((report.get("dev_new") or {}).get("per_label")) or {}
+        before, after = (_per_label((self.latest_report or {}).get(key)) for key in ("dev_active", "dev_new"))
         return [LabelRow(label, before.get(label), after.get(label)) for label in dict.fromkeys([*after, *before])]
 
 
@@ -159,3 +159,15 @@ def _timestamp(created_at) -> float | None:
         return datetime.strptime(created_at, "%Y-%m-%dT%H:%M:%S%z").timestamp()
     except (TypeError, ValueError):
         return None
+
+
+def _per_label(report) -> dict[str, dict]:
+    """A report.json dev report's rows that have the scores the table shows (a hand-edited one may not)."""
+    per_label = report.get("per_label") if isinstance(report, dict) else None
+    return {str(label): scores for label, scores in per_label.items()
+            if isinstance(scores, dict) and all(_is_number(scores.get(k)) for k in ("precision", "recall", "f1"))
+            } if isinstance(per_label, dict) else {}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -33,6 +33,7 @@ def index(settings: Settings) -> str:
 def blueprint(settings: Settings, activate: Callable[[int, str], dict]) -> Blueprint:
     """The page's routes; ``activate(project_id, version)`` is server.py's, shared with the JSON API."""
     pages = Blueprint("pages", __name__)
+    pages.add_app_template_filter(score)
 
     @pages.get("/projects/<int:project_id>")
     def project(project_id: int):
@@ -71,6 +72,13 @@ def blueprint(settings: Settings, activate: Callable[[int, str], dict]) -> Bluep
         return render_template("error.html", status=403, message=exc.description), 403
 
     return pages
+
+
+def score(value, signed: bool = False) -> str:
+    """A score as the tables show it (0.8123); whatever else a hand-edited report holds, as it is."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:+.4f}" if signed else f"{value:.4f}"
+    return "–" if value is None else str(value)
 
 
 def _same_site(req: Request) -> bool:
