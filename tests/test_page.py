@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import page_data
 from my_ml_backend import UIEBackend
@@ -155,3 +157,19 @@ def test_a_damaged_report_or_meta_gives_a_page_not_a_500(backend_env):
     client = create_app(UIEBackend).test_client()
     for path in ("/", f"/projects/{PROJECT}", f"/runs/{newest.meta['run']}"):
         assert client.get(path, headers=HTML).status_code == 200, path
+
+
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(segment=st.text(max_size=40), accept=st.sampled_from(["text/html", "*/*", "application/json", "\u00e9"]))
+def test_any_name_in_a_page_path_is_an_answer_below_500_and_switches_nothing(backend_env, segment, accept):
+    if not lineages.trained_projects(backend_env):
+        two_runs(backend_env)
+    client = create_app(UIEBackend).test_client()
+    before = active(client)
+    name = quote(segment, safe="")
+    for method, path in (("GET", f"/runs/{name}"), ("GET", f"/runs/{name}/files/{name}"),
+                         ("GET", f"/projects/{name}"), ("POST", f"/projects/{PROJECT}/versions/{name}/activate"),
+                         ("POST", f"/projects/{name}/versions/base/activate")):
+        answer = client.open(path, method=method, headers={"Accept": accept})
+        assert answer.status_code < 500, (method, path, answer.get_data()[:500])
+    assert active(client) == before

@@ -89,7 +89,7 @@ def _y_axis(low: float, high: float, sy, right: bool, name: str, color: str) -> 
     lines = [f'<g font-size="10" fill="{color}"><line x1="{x}" y1="{MARGIN_TOP}" x2="{x}" '
              f'y2="{HEIGHT - MARGIN_BOTTOM}" stroke="#999"/>']
     for t in ticks:
-        value = f"{t:.0f}" if integers else f"{t:.2f}"
+        value = f"{t:.0f}" if integers else f"{t:.2f}" if high >= 1 else f"{t:.3g}"
         lines.append(f'<text x="{x + dx}" y="{sy(t) + 3:.1f}" text-anchor="{anchor}">{value}</text>')
     lines.append(f'<text x="{x}" y="{MARGIN_TOP - 12}" text-anchor="{"end" if right else "start"}" font-weight="bold">'
                  f'{escape(name)}</text></g>')
