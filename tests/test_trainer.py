@@ -100,6 +100,25 @@ def test_an_interrupted_run_resumes_from_its_last_state(tmp_path, random_checkpo
     assert resumed[-1][1] == -(-120 // -(-len(examples) // 8))  # epochs counted across the interruption
 
 
+def test_a_run_records_its_mean_loss_and_dev_f1_at_each_evaluation(tmp_path, random_checkpoint):
+    """report.json's "history", the status page's learning curve."""
+    from uie_backend import trainer
+    from uie_backend.data import doccano_to_examples, tasks_to_doccano
+    import corpus
+
+    examples = doccano_to_examples(tasks_to_doccano(corpus.annotated_tasks(4, seed=1)), negative_ratio=1)
+    config = trainer.TrainConfig(init_from=random_checkpoint, save_dir=tmp_path, learning_rate=1e-3, batch_size=4,
+                                 max_seq_len=64, max_steps=6, eval_every=2, device="cpu")
+    losses, f1s = [], []
+    result = trainer.train(config, examples, examples[:4],
+                           on_progress=lambda p: (losses.append(p.loss), f1s.append(p.last_f1)))
+    steps_per_epoch = -(-len(examples) // 4)
+    assert [h["step"] for h in result.history] == [2, 4, 6]
+    assert [h["epoch"] for h in result.history] == [round(s / steps_per_epoch, 2) for s in (2, 4, 6)]
+    assert [h["loss"] for h in result.history] == pytest.approx([sum(losses[i:i + 2]) / 2 for i in (0, 2, 4)])
+    assert [h["dev_f1"] for h in result.history] == [f1s[1], f1s[3], f1s[5]]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("张三北京的。，Mate60 abcÄé\r\n😀𠀀🀄\u3000")), max_size=80),
        st.sampled_from(["人名", "地名", "产品", "天气"]), st.integers(8, 64))

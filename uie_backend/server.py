@@ -19,7 +19,7 @@ from flask import Flask, Response, jsonify, request
 from label_studio_tools.core.utils.exceptions import LabelStudioXMLSyntaxErrorSentryIgnored
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import bodies, checkpoint, limits, lineages, predictor, redis_jobs, registry
+from . import bodies, checkpoint, limits, lineages, pages, predictor, redis_jobs, registry
 from .autotrain import COUNTED_ACTIONS, AutoTrainer
 from .preannotation import NotConnected, Preannotator
 from .config import Settings
@@ -101,6 +101,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     @app.get("/")
     @app.get("/health")
     def health():
+        if request.path == "/" and pages.wants_html(request):  # a browser: the status page (pages.py)
+            return pages.index(settings)
         try:
             training = jobs.status()["is_training"]
         except QueueUnavailable as exc:  # /health answers while Redis is down: serving does not need it
@@ -195,13 +197,18 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     def activate_version(version: str):
         """Roll a project back (or forward) to any of its versions, or to the base (``base``); every server
         process follows."""
-        project_id = _requested_project(required=True)
+        return jsonify(activate(_requested_project(required=True), version))
+
+    def activate(project_id: int, version: str) -> dict:
+        """The one way a request switches a project's version: this route and the status page's button."""
         activated = lineages.activate(settings, project_id, version)
         log.info("project %s: version %s activated by request", project_id, version)
         preannotator.after_activation(project_id, _served_version(settings, project_id))
         if activated is None:  # back to the base
-            return jsonify(project=project_id, version=lineages.BASE, model_version=_served_version(settings, None))
-        return jsonify({**activated.to_dict(), "project": project_id})
+            return {"project": project_id, "version": lineages.BASE, "model_version": _served_version(settings, None)}
+        return {**activated.to_dict(), "project": project_id}
+
+    app.register_blueprint(pages.blueprint(settings, activate))
 
     @app.post("/preannotate")
     def preannotate():

@@ -74,6 +74,9 @@ class TrainResult:
     seconds: float
     config: dict = field(default_factory=dict)
     best_epochs: float = 0.0            # passes over the training examples when the best checkpoint was saved
+    # one point per evaluation (about one per epoch): step, epoch, mean training loss since the last point, dev F1
+    # (None without dev examples); the status page draws the learning curve from it (report.json "history")
+    history: list[dict] = field(default_factory=list)
 
 
 # --- encoding -------------------------------------------------------------------------------------------
@@ -396,6 +399,8 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
     if initial:
         log.info("starting model: dev F1 %.4f", initial.overall.f1)
     best_report, version, stale_evals, best_step = None, None, 0, 0
+    history: list[dict] = []
+    losses: list[float] = []  # since the last evaluation: one step's loss is too noisy to plot
     state_dir = Path(config.save_dir) / "last"
     if config.resume and (state_dir / "progress.json").exists():
         progress, best_report = _load_state(state_dir, model, optimizer, total_steps)
@@ -421,6 +426,7 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
 
             progress.step += 1
             progress.loss = float(loss)
+            losses.append(progress.loss)
             progress.elapsed_s = time.monotonic() - started
             progress.eta_s = progress.elapsed_s / progress.step * (total_steps - progress.step)
             evaluate_now = progress.step % eval_every == 0 or progress.step == total_steps
@@ -437,6 +443,10 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
                 else:
                     stale_evals += 1
                     log.info("step %d: dev F1 %.4f (best %.4f)", progress.step, report.overall.f1, progress.best_f1)
+            if evaluate_now:
+                history.append({"step": progress.step, "epoch": round(progress.step / steps_per_epoch, 2),
+                                "loss": sum(losses) / len(losses), "dev_f1": progress.last_f1 if dev_items else None})
+                losses.clear()
             if on_progress:
                 on_progress(progress)
             if evaluate_now or time.monotonic() - last_log > 5:
@@ -466,7 +476,7 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
             "step": progress.step})
         best_step = progress.step
     return TrainResult(version, best_report, initial, progress.step, time.monotonic() - started, _jsonable(config),
-                       best_epochs=best_step / steps_per_epoch)
+                       best_epochs=best_step / steps_per_epoch, history=history)
 
 
 def _save_state(state_dir: Path, model, optimizer, progress: Progress, best: SpanReport | None) -> None:

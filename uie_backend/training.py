@@ -185,6 +185,7 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
         "dev_base": schema_scores(selection.initial_report, schema),
         "dev_active": schema_scores(active_report, schema),
         "dev_new": schema_scores(selection.best_report, schema),
+        "history": selection.history,  # loss and dev F1 per evaluation of the selection run (the page's chart)
     }
     write_json(run_dir / "report.json", summary)
     write_json(version.path / "report.json", summary)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -224,13 +225,46 @@ class DevToolsPipe:
         os.close(self._reader)
 
 
-def capture_screenshot(binary: str, url: str, path: Path, cookies: dict[str, str], ready_js: str, workdir: Path,
-                       size: tuple[int, int] = (1400, 900), timeout_s: float = 60.0) -> Any:
-    """Open `url` with `cookies` in a fresh headless Chromium, wait until `ready_js` is truthy, save a PNG.
+class BrowserPage:
+    """One tab of a headless Chromium opened by :func:`browser_page`: evaluate JavaScript, wait, screenshot."""
 
-    When the page never gets ready, the page as it was is saved next to `workdir` for diagnosis and
-    BrowserError says what `ready_js` last returned.
-    """
+    def __init__(self, browser: DevToolsPipe, session: str, workdir: Path):
+        self.browser, self.session, self.workdir = browser, session, workdir
+
+    def evaluate(self, expression: str) -> Any:
+        evaluated = self.browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                                      self.session)
+        return evaluated.get("result", {}).get("value")
+
+    def wait_until(self, ready_js: str, timeout_s: float) -> Any:
+        """The value of `ready_js` once truthy (or, for an object, once its `ready` is); BrowserError after
+        `timeout_s`, with the page as it was saved next to `workdir` for diagnosis."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = self.evaluate(ready_js)
+            if value.get("ready") if isinstance(value, dict) else value:
+                return value
+            if time.monotonic() > deadline:
+                failed = self.workdir / "not-ready.png"
+                self.screenshot(failed)
+                raise BrowserError(f"page not ready after {timeout_s:.0f} s: `{ready_js}` gave {value!r}; "
+                                   f"the page as it was: {failed}")
+            time.sleep(0.25)
+
+    def wait_loaded(self, timeout_s: float = 30.0) -> None:
+        """Until the page that a navigation, a link or a form started has loaded."""
+        self.browser.wait_event("Page.loadEventFired", self.session, timeout_s)
+
+    def screenshot(self, path: Path) -> None:
+        shot = self.browser.send("Page.captureScreenshot", {"format": "png"}, self.session)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+
+@contextmanager
+def browser_page(binary: str, url: str, cookies: dict[str, str], workdir: Path,
+                 size: tuple[int, int] = (1400, 900), timeout_s: float = 60.0) -> Iterator[BrowserPage]:
+    """`url` opened with `cookies` in a fresh headless Chromium, loaded; Chromium is closed afterwards."""
     width, height = size
     args = [*CHROMIUM_FLAGS, f"--user-data-dir={workdir / 'profile'}", f"--window-size={width},{height}",
             "about:blank"]
@@ -246,25 +280,22 @@ def capture_screenshot(binary: str, url: str, path: Path, cookies: dict[str, str
         navigated = browser.send("Page.navigate", {"url": url}, session)
         if navigated.get("errorText"):
             raise BrowserError(f"Chromium could not open {url}: {navigated['errorText']}")
-        deadline = time.monotonic() + timeout_s
-        browser.wait_event("Page.loadEventFired", session, timeout_s)
-        value: Any = None
-        while True:
-            evaluated = browser.send("Runtime.evaluate", {"expression": ready_js, "returnByValue": True}, session)
-            value = evaluated.get("result", {}).get("value")
-            if value.get("ready") if isinstance(value, dict) else value:
-                break
-            if time.monotonic() > deadline:
-                failed = workdir / "not-ready.png"
-                failed.write_bytes(base64.b64decode(browser.send("Page.captureScreenshot", {"format": "png"},
-                                                                 session)["data"]))
-                raise BrowserError(f"{url} not ready after {timeout_s:.0f} s: `{ready_js}` gave {value!r}; "
-                                   f"the page as it was: {failed}")
-            time.sleep(0.25)
-        time.sleep(0.5)  # let the last layout and fonts settle
-        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
-        return value
+        page = BrowserPage(browser, session, workdir)
+        page.wait_loaded(timeout_s)
+        yield page
     finally:
         browser.close()
+
+
+def capture_screenshot(binary: str, url: str, path: Path, cookies: dict[str, str], ready_js: str, workdir: Path,
+                       size: tuple[int, int] = (1400, 900), timeout_s: float = 60.0) -> Any:
+    """Open `url` with `cookies` in a fresh headless Chromium, wait until `ready_js` is truthy, save a PNG.
+
+    When the page never gets ready, the page as it was is saved next to `workdir` for diagnosis and
+    BrowserError says what `ready_js` last returned.
+    """
+    with browser_page(binary, url, cookies, workdir, size, timeout_s) as page:
+        value = page.wait_until(ready_js, timeout_s)
+        time.sleep(0.5)  # let the last layout and fonts settle
+        page.screenshot(path)
+        return value
