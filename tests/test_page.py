@@ -173,3 +173,12 @@ def test_any_name_in_a_page_path_is_an_answer_below_500_and_switches_nothing(bac
         answer = client.open(path, method=method, headers={"Accept": accept})
         assert answer.status_code < 500, (method, path, answer.get_data()[:500])
     assert active(client) == before
+
+
+def test_the_per_label_table_names_the_values_the_team_sees_when_the_prompts_differ():
+    """A run whose labels were asked as other prompts (predicted_values) reports its entities by value too."""
+    from uie_backend.dashboard import _per_label
+    scores = {"precision": 1.0, "recall": 0.5, "f1": 0.667, "support": 2}
+    report = {"per_label": {"人名": scores}, "entities": {"per_label": {"PER": scores}}}
+    assert list(_per_label(report)) == ["PER"]
+    assert list(_per_label({"per_label": {"人名": scores}})) == ["人名"]

@@ -162,7 +162,12 @@ def _timestamp(created_at) -> float | None:
 
 
 def _per_label(report) -> dict[str, dict]:
-    """A report.json dev report's rows that have the scores the table shows (a hand-edited one may not)."""
+    """A report.json dev report's rows that have the scores the table shows (a hand-edited one may not).
+
+    Its ``entities`` part when it has one (a config with relations, choices, or labels asked under other names,
+    training.schema_scores): rows named by the label values the team sees, not by the prompts asked."""
+    if isinstance(report, dict) and isinstance(report.get("entities"), dict):
+        report = report["entities"]
     per_label = report.get("per_label") if isinstance(report, dict) else None
     return {str(label): scores for label, scores in per_label.items()
             if isinstance(scores, dict) and all(_is_number(scores.get(k)) for k in ("precision", "recall", "f1"))
