@@ -45,7 +45,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _schema(args: argparse.Namespace, records: list[dict]) -> Schema:
     """The config's schema, or one made of the records' labels and the command line's classification."""
     if args.label_config:
-        # doccano's records name labels as the model is asked: the config's prompts
+        # doccano's records name labels as the model is asked: the config's prompts (UIE_LABEL_PROMPTS' global
+        # entries: a CLI run names no project)
         return parse_label_config(args.label_config.read_text(encoding="utf-8"), Settings.from_env().prompts())
     choices = ChoicesControl("cli", "text", "text", tuple(args.options), args.prompt_prefix,
                              per_region=args.task_type == "ext", multiple=False)

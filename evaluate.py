@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", type=Path, help="also write the scores as JSON here")
     args = p.parse_args(argv)
     try:
-        schema = parse_label_config(args.label_config.read_text(encoding="utf-8"),  # prompts as the server asks
+        # prompts as the server asks them of a project with no entry of its own in UIE_LABEL_PROMPTS
+        schema = parse_label_config(args.label_config.read_text(encoding="utf-8"),
                                     Settings.from_env().prompts()) if args.label_config else None
         report = trainer.evaluate_checkpoint(args.model_path, examples_from_file(args.test_path, args.labels, schema),
                                              args.max_seq_len, args.batch_size, args.threshold, args.device)

@@ -21,7 +21,7 @@ from label_studio_ml.model import LabelStudioMLBase
 
 from uie_backend import lineages, predictor, regions, training
 from uie_backend.config import Settings
-from uie_backend.labelconfig import parse_label_config
+from uie_backend.labelconfig import Schema, parse_label_config
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ class UIEBackend(LabelStudioMLBase):
 
     def __init__(self, label_config: str | None = None, train_output: dict | None = None, **kwargs: Any):
         self.settings = Settings.from_env()
-        # a clear LabelConfigError before anything else
-        self.schema = parse_label_config(label_config, self.settings.prompts())
+        # a clear LabelConfigError before anything else; the project is not known here (schema_for)
+        self.prompts = self.settings.prompts()
+        self.schema = parse_label_config(label_config, self.prompts)
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
 
     @property
@@ -66,8 +67,16 @@ class UIEBackend(LabelStudioMLBase):
         non-string text) that produced empty ones; past ``deadline`` (``time.monotonic()``) it raises
         ``predictor.PredictionTimeout``."""
         model = predictor.for_project(self.settings, project_id)
-        return regions.predict_tasks(tasks, self.schema, model, context, deadline, self.settings.max_text_chars,
-                                     self.settings.ask_all_predicates)
+        return regions.predict_tasks(tasks, self.schema_for(project_id), model, context, deadline,
+                                     self.settings.max_text_chars, self.settings.ask_all_predicates)
+
+    def schema_for(self, project_id: int | None) -> Schema:
+        """The config's schema asked with ``project_id``'s prompts (``UIE_LABEL_PROMPTS``' ``projects``): the one
+        parsed at ``__init__`` unless the project maps a value otherwise."""
+        prompts = self.settings.prompts(project_id)
+        if prompts == self.prompts:
+            return self.schema
+        return parse_label_config(self.label_config, prompts)
 
     def fit(self, tasks, workdir: str | None = None, **kwargs: Any) -> dict:
         """Fine-tune on ``tasks`` (annotated Label Studio tasks) or, when none are given, on the project's

@@ -5,6 +5,7 @@ under the value, and training teaches the prompt."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -13,14 +14,15 @@ import pytest
 import corpus
 from conftest import install_model
 from my_ml_backend import UIEBackend
+from uie_backend import label_prompts
 from uie_backend.config import Settings
-from uie_backend.data import doccano_to_examples, task_to_doccano
+from uie_backend.data import DataError, doccano_to_examples, task_to_doccano
 from uie_backend.labelconfig import LabelConfigError, parse_label_config
 from uie_backend.predictor import Entity
 from uie_backend.regions import _chosen, _relation_trees
 from uie_backend.relation_schema import RelationSchema
 from uie_backend.server import create_app
-from uie_backend.training import uie_examples
+from uie_backend.training import TrainingRequest, run as run_training, uie_examples
 
 TEXT = '<Text name="text" value="$text"/>'
 CHINESE = {"PER": "人名", "LOC": "地名", "ORG": "组织"}
@@ -139,6 +141,52 @@ def test_the_setting_is_a_json_object_or_a_file_and_bad_values_fail_at_start_up(
             Settings.from_env({"UIE_LABEL_PROMPTS": raw})
 
 
+# the team's values asked as the tiny model's prompts, globally for ORG; projects 3 and 4 ask PER and LOC swapped
+PER_PROJECT = {"ORG": "组织", "projects": {"3": {"PER": "人名", "LOC": "地名"}, "4": {"PER": "地名", "LOC": "人名"}}}
+
+
+def test_a_project_s_own_prompts_win_over_the_global_ones_value_by_value(tmp_path):
+    settings = Settings.from_env({"UIE_LABEL_PROMPTS": json.dumps(PER_PROJECT)})
+    assert settings.prompts() == {"ORG": "组织"}  # no project: the global entries only
+    assert settings.prompts(3) == {"ORG": "组织", "PER": "人名", "LOC": "地名"}
+    assert settings.prompts(4) == {"ORG": "组织", "PER": "地名", "LOC": "人名"}
+    assert settings.prompts(5) == {"ORG": "组织"}
+    overridden = {"PER": "人名", "projects": {" 3 ": {"PER": " 人物 "}}}
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps(overridden), encoding="utf-8")
+    settings = Settings.from_env({"UIE_LABEL_PROMPTS": str(path)})
+    assert (settings.prompts(), settings.prompts(3)) == ({"PER": "人名"}, {"PER": "人物"})
+    assert parse_label_config(BARE, settings.prompts(3)).prompts == ["人物", "LOC", "ORG"]
+
+
+@pytest.mark.parametrize("mapping, message", [
+    ({"projects": {"abc": {"PER": "人名"}}}, "\"projects\" key 'abc' is not a Label Studio project id"),
+    ({"projects": {"3.5": {}}}, "'3.5' is not a Label Studio project id"),
+    ({"projects": {"-3": {}}}, "'-3' is not a Label Studio project id"),
+    ({"projects": {"3": {"PER": ""}}}, "project 3: the prompt of 'PER' must be a non-empty string, not ''"),
+    ({"projects": {"3": {"PER": ["人名"]}}}, "project 3: the prompt of 'PER' must be a non-empty string"),
+    ({"projects": {"3": ["人名"]}}, "project 3 must map label values to prompts"),
+    ({"projects": {"3": {}, "03": {}}}, "project 3 is given twice"),
+    ({"projects": ["3"]}, "\"projects\" must be an object of Label Studio project id"),
+    ({"3": {"PER": "人名"}}, "the prompt of '3' must be a non-empty string.*go in {\"projects\": {\"3\""),
+])
+def test_a_per_project_mapping_of_the_wrong_shape_fails_at_start_up_saying_what_is_wrong(mapping, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env({"UIE_LABEL_PROMPTS": json.dumps(mapping)})
+
+
+def test_a_project_s_training_data_is_taught_its_own_prompts(backend_env, monkeypatch):
+    monkeypatch.setenv("UIE_LABEL_PROMPTS", json.dumps(PER_PROJECT))
+    settings = Settings.from_env()
+    unannotated = [{"id": 1, "data": {"text": "张三"}}]  # prompts.json is written before the data is checked
+    for project, asked in [(3, {"PER": "人名", "LOC": "地名"}), (4, {"PER": "地名", "LOC": "人名"})]:
+        run_dir = backend_env.data_dir / "runs" / str(project)
+        with pytest.raises(DataError, match="no annotated tasks"):
+            run_training(TrainingRequest(BARE, project_id=project, tasks=unannotated), settings, run_dir)
+        mapping = json.loads((run_dir / "prompts.json").read_text(encoding="utf-8"))
+        assert mapping["labels"] == {**asked, "ORG": "组织"}
+
+
 # -- data and prediction, without a model -----------------------------------------------------------------
 
 
@@ -176,11 +224,16 @@ def spans_of(answer) -> list[set]:
             for res in answer.json["results"]]
 
 
+def _predict_tasks() -> list[dict]:
+    """One sentence of each corpus template: the tiny trained model finds people, places and organisations."""
+    return [{"id": i, "data": {"text": text}} for i, (text, _) in
+            enumerate(corpus.sentence(t, random.Random(3)) for t in corpus.TRAIN_TEMPLATES)]
+
+
 def test_predict_asks_the_prompts_and_answers_with_the_values(backend_env, trained_checkpoint, monkeypatch):
     install_model(trained_checkpoint, backend_env)
     client = create_app(UIEBackend).test_client()
-    tasks = [{"id": i, "data": {"text": text}} for i, (text, _) in
-             enumerate(corpus.sentence(t, random.Random(3)) for t in corpus.TRAIN_TEMPLATES)]
+    tasks = _predict_tasks()
     chinese = spans_of(client.post("/predict", json={"tasks": tasks, "label_config": corpus.LABEL_CONFIG}))
     value_of = {p: v for v, p in CHINESE.items()}
     expected = [{(value_of[label], s, e) for label, s, e in spans} for spans in chinese]
@@ -236,3 +289,63 @@ def test_start_training_on_mapped_labels_teaches_the_prompts(backend_env, random
     assert sum(len(g & p) for g, p in zip(gold, mapped)) >= 0.8 * sum(map(len, gold))
     chinese = spans_of(client.post("/predict", json={"tasks": bare, "label_config": corpus.LABEL_CONFIG, "project": 7}))
     assert chinese == [{(CHINESE[label], s, e) for label, s, e in spans} for spans in mapped]
+
+
+def test_each_project_is_asked_its_own_prompts_and_answered_with_the_values(backend_env, trained_checkpoint,
+                                                                           monkeypatch):
+    install_model(trained_checkpoint, backend_env)
+    monkeypatch.setenv("UIE_LABEL_PROMPTS", json.dumps(PER_PROJECT))
+    client = create_app(UIEBackend).test_client()
+    tasks = _predict_tasks()
+
+    def predicted(project):
+        answer = client.post("/predict", json={"tasks": tasks, "label_config": BARE, "project": project})
+        assert answer.status_code == 200, answer.json
+        return spans_of(answer)
+
+    chinese = spans_of(client.post("/predict", json={"tasks": tasks, "label_config": corpus.LABEL_CONFIG}))
+    value_of = {"人名": "PER", "地名": "LOC", "组织": "ORG"}
+    three = [{(value_of[label], s, e) for label, s, e in spans} for spans in chinese]
+    assert sum(len({x for x in spans if x[0] != "ORG"}) for spans in three) >= 5  # PER and LOC are found
+    assert predicted("3.1795936584") == three  # Label Studio's "id.timestamp"
+    swapped = {"PER": "LOC", "LOC": "PER", "ORG": "ORG"}  # project 4 asks 地名 for PER: places come back as PER
+    assert predicted(4) == [{(swapped[label], s, e) for label, s, e in spans} for spans in three]
+    only_org = [{x for x in spans if x[0] == "ORG"} for spans in three]
+    assert predicted(5) == only_org and predicted(None) == only_org  # no entry of its own: the global ones
+
+
+def test_a_prompts_file_broken_while_the_server_runs_keeps_its_last_good_mapping(backend_env, trained_checkpoint,
+                                                                                 monkeypatch, tmp_path, caplog):
+    install_model(trained_checkpoint, backend_env)
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps(CHINESE), encoding="utf-8")
+    monkeypatch.setenv("UIE_LABEL_PROMPTS", str(path))
+    client = create_app(UIEBackend).test_client()
+    tasks = _predict_tasks()
+
+    def predicted():
+        answer = client.post("/predict", json={"tasks": tasks, "label_config": BARE, "project": 3})
+        assert answer.status_code == 200, answer.json
+        return spans_of(answer)
+
+    good = predicted()
+    assert sum(map(len, good)) >= 5
+    caplog.set_level(logging.WARNING, logger="uie_backend.label_prompts")
+    path.unlink()
+    assert predicted() == good and predicted() == good
+    path.write_text("{PER", encoding="utf-8")
+    assert predicted() == good
+    path.write_text(json.dumps({"PER": ""}), encoding="utf-8")
+    assert predicted() == good
+    warnings = [r.getMessage() for r in caplog.records if r.name == "uie_backend.label_prompts"]
+    assert len(warnings) == 3, warnings  # one per new problem, not one per request
+    assert "cannot be read" in warnings[0] and "not JSON" in warnings[1] and "non-empty string" in warnings[2]
+    # fixed with another mapping: it applies from the next request
+    path.write_text(json.dumps({**CHINESE, "PER": "地名", "LOC": "人名"}), encoding="utf-8")
+    swapped = {"PER": "LOC", "LOC": "PER", "ORG": "ORG"}
+    assert predicted() == [{(swapped[label], s, e) for label, s, e in spans} for spans in good]
+    # a fresh start (a new process: nothing read well yet) on a broken file still fails loudly
+    path.write_text("{PER", encoding="utf-8")
+    monkeypatch.setattr(label_prompts, "_last_good", {})
+    with pytest.raises(ValueError, match="not JSON"):
+        Settings.from_env()

@@ -7,11 +7,12 @@ table is generated from it (``python -m uie_backend.config``), so the two cannot
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+
+from .label_prompts import load as load_label_prompts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ACTIVATION_POLICIES = ("if-not-worse", "always", "never-auto")
@@ -46,7 +47,10 @@ class Settings:
     label_prompts: str = _setting(
         "UIE_LABEL_PROMPTS", "", "The prompt UIE is asked for a label, relation or choice value that names none "
         "(`predicted_values`, which wins): a JSON object or the path of a JSON file, e.g. "
-        "`{\"PER\":\"人名\",\"LOC\":\"地名\",\"ORG\":\"组织\"}`; predictions come back under the value.")
+        "`{\"PER\":\"人名\",\"LOC\":\"地名\",\"ORG\":\"组织\"}`; predictions come back under the value. A "
+        "project's own entries, under `projects`, win over these for it: `{\"PER\":\"人名\",\"projects\":"
+        "{\"3\":{\"PER\":\"人物\"}}}`. A file is read on every request; broken at run time, its last good "
+        "mapping stays in use (a warning).")
     max_regions: int = _setting("UIE_MAX_REGIONS", 0, "At most this many regions per task, best first (0: no cap).")
     window_overlap: int = _setting(
         "UIE_WINDOW_OVERLAP", 64, "Characters shared by consecutive windows of a long text (longest entity kept whole).")
@@ -148,30 +152,13 @@ class Settings:
                 raise ValueError(f"UIE_LABEL_THRESHOLDS: {item!r} is not `label=number`") from None
         return parsed
 
-    def prompts(self) -> dict[str, str]:
-        """``UIE_LABEL_PROMPTS`` parsed: label value -> the prompt UIE is asked (labelconfig.parse_label_config).
+    def prompts(self, project_id: int | None = None) -> dict[str, str]:
+        """``UIE_LABEL_PROMPTS`` for ``project_id``: label value -> the prompt UIE is asked, the project's own
+        entries over the global ones (label_prompts.py; None: the global ones only).
 
-        Read again on every call, so a file edited while the server runs applies from the next request."""
-        raw = self.label_prompts.strip()
-        if not raw:
-            return {}
-        where = "UIE_LABEL_PROMPTS"
-        if not raw.startswith(("{", "[")):  # inline JSON; anything else names a file
-            where = f"UIE_LABEL_PROMPTS file {raw}"
-            try:
-                raw = Path(raw).expanduser().read_text(encoding="utf-8-sig")
-            except OSError as exc:
-                raise ValueError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-        try:
-            mapping = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not JSON ({exc.msg}, line {exc.lineno})") from None
-        if not isinstance(mapping, dict):
-            raise ValueError(f"{where}: must be a JSON object of label value -> prompt")
-        for value, prompt in mapping.items():
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise ValueError(f"{where}: the prompt of {value!r} must be a non-empty string, not {prompt!r}")
-        return {value: prompt.strip() for value, prompt in mapping.items()}
+        A file is read again on every call, so an edit applies from the next request; one that has become
+        unreadable or invalid since it was last read well keeps its last good mapping (a warning, not a 500)."""
+        return load_label_prompts(self.label_prompts).for_project(project_id)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -197,7 +184,7 @@ class Settings:
                      "preannotate_page"):
             if getattr(settings, name) < 1:  # 0 would refuse every request, not lift the limit
                 raise ValueError(f"{cls.__dataclass_fields__[name].metadata['env']} must be at least 1")
-        settings.prompts()  # parse now too
+        settings.prompts()  # parse now too: a bad file fails at start-up (later, its last good mapping serves)
         settings.thresholds()  # parse now: a typo fails at start-up, not at the first prediction
         if settings.engine not in ("fast", "taskflow"):
             raise ValueError("UIE_ENGINE must be `fast` or `taskflow`")

@@ -29,12 +29,13 @@ def config_size(config: Any, settings: Settings) -> None:
                                 f"{settings.max_config_kb} KB")
 
 
-def label_config(config: Any, settings: Settings) -> Schema:
-    """The config's schema, refused before parsing when it is over ``UIE_MAX_CONFIG_KB``, and after it when it
-    asks every text more than ``UIE_MAX_LABELS`` prompts (entity labels, and one per ``<Choices>``; relation
-    predicates are asked only of the entities found, so DuEE's 186 labels and 121 predicates pass)."""
+def label_config(config: Any, settings: Settings, project_id: int | None = None) -> Schema:
+    """The config's schema with ``project_id``'s prompts (``UIE_LABEL_PROMPTS``), refused before parsing when it
+    is over ``UIE_MAX_CONFIG_KB``, and after it when it asks every text more than ``UIE_MAX_LABELS`` prompts
+    (entity labels, and one per ``<Choices>``; relation predicates are asked only of the entities found, so
+    DuEE's 186 labels and 121 predicates pass)."""
     config_size(config, settings)
-    schema = parse_label_config(config, settings.prompts())
+    schema = parse_label_config(config, settings.prompts(project_id))
     labels = [*schema.labels, *(c.from_name for c in schema.choices)]
     if len(labels) > settings.max_labels:
         raise LimitExceeded(f"the labeling config has {len(labels):,} labels, over UIE_MAX_LABELS={settings.max_labels}"

@@ -218,7 +218,7 @@ class PreannotationJob:
     def _schema(self, label_config: Any):
         if not isinstance(label_config, str):
             raise LabelConfigError("Label Studio gave no labeling config for the project")
-        return limits.label_config(label_config, self.settings)
+        return limits.label_config(label_config, self.settings, self.project_id)
 
     def _model(self) -> predictor.Predictor:
         """The loaded model of the job's version; a new version of the project (or a stop) ends the job."""

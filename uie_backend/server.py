@@ -25,7 +25,7 @@ from .preannotation import NotConnected, Preannotator
 from .config import Settings
 from .data import DataError
 from .jobs import JobRunner
-from .labelconfig import LabelConfigError
+from .labelconfig import LabelConfigError, Schema
 from .labelstudio import Connection
 from .redis_jobs import QueueUnavailable, RedisJobRunner
 from .redis_preannotation import QueuedPreannotator
@@ -69,12 +69,13 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
             raise BadRequest("request body must be a JSON object")
         return data
 
-    def model_for(label_config: Any, **kwargs):
+    def model_for(label_config: Any, project_id: int | None) -> tuple[Any, Schema]:
+        """The model for ``label_config``, and the config's schema as ``project_id`` asks it."""
         if label_config is None:
             raise BadRequest("label_config is missing")
-        limits.label_config(label_config, settings)  # before label-studio-ml's own parser sees it
+        schema = limits.label_config(label_config, settings, project_id)  # before label-studio-ml's parser
         try:
-            return model_class(label_config=label_config, **kwargs)
+            return model_class(label_config=label_config), schema
         except LabelConfigError:
             raise
         except (ValueError, LabelStudioXMLSyntaxErrorSentryIgnored) as exc:
@@ -115,8 +116,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     @app.post("/setup")
     def setup():
         data = body()
-        limits.label_config(data.get("schema"), settings)
         project_id = _project_id(data.get("project"))
+        limits.label_config(data.get("schema"), settings, project_id)
         connection = _setup_connection(data)
         # a /setup that names no address and token (a health probe, a test) must not forget Label Studio's
         if project_id is not None and (connection["hostname"] or connection["access_token"]):
@@ -138,8 +139,8 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         started = time.perf_counter()
         if not tasks:
             return jsonify(results=[], model_version=_served_version(settings, project_id))
-        model = model_for(data.get("label_config"))
-        _check_label_lengths(model, settings)
+        model, schema = model_for(data.get("label_config"), project_id)
+        _check_label_lengths(schema, settings)
         limits.prediction(tasks, settings)
         deadline = time.monotonic() + settings.predict_timeout_s if settings.predict_timeout_s > 0 else None
         results, errors = model.predict_with_errors(tasks, context=params.get("context"), deadline=deadline,
@@ -164,7 +165,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
             return jsonify(status="ignored", action=action), 200
         if not isinstance(project, dict) or "label_config" not in project or "id" not in project:
             raise BadRequest("START_TRAINING needs project.id and project.label_config")
-        limits.label_config(project["label_config"], settings)
+        limits.label_config(project["label_config"], settings, _project_id(project["id"]))
         return _training_started(
             _submit_training(jobs, settings, project["label_config"], _project_id(project["id"])))
 
@@ -177,7 +178,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
         if not all(isinstance(task, dict) for task in tasks):
             # accepted before, then the job failed with "AttributeError: 'int' object has no attribute 'get'"
             raise BadRequest("each of 'annotations' must be a Label Studio task object")
-        limits.label_config(data.get("label_config"), settings)
+        limits.label_config(data.get("label_config"), settings, _project_id(data.get("project")))
         return _training_started(
             _submit_training(jobs, settings, data["label_config"], _project_id(data.get("project")), tasks))
 
@@ -396,11 +397,10 @@ def _setup_connection(data: dict) -> dict:
     return {"hostname": hostname, "access_token": token}
 
 
-def _check_label_lengths(model, settings: Settings) -> None:
+def _check_label_lengths(schema: Schema, settings: Settings) -> None:
     """A label's prompt shares every model window with the text (predictor.Predictor.extract): one that leaves
     no room for text made windows.cut raise ValueError, a 500 (tests/test_fuzz.py). A 400 instead."""
-    schema = getattr(model, "schema", None)
-    prompts = [*schema.prompts, *(c.prompt() for c in schema.choices)] if schema else []
+    prompts = [*schema.prompts, *(c.prompt() for c in schema.choices)]
     for label in prompts:
         if settings.max_seq_len - len(label) - 3 <= 0:
             raise BadRequest(f"label {label[:20]!r}… is {len(label)} characters long: no text fits beside it in "

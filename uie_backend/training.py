@@ -122,7 +122,7 @@ def run(request: TrainingRequest, settings: Settings, run_dir: Path,
                               "changes what that project is served, and no other")
     lineage = lineages.project_dir(settings, request.project_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    schema = parse_label_config(request.label_config, settings.prompts())
+    schema = parse_label_config(request.label_config, settings.prompts(request.project_id))
     tasks = collect_tasks(request)
     write_json(run_dir / "tasks.json", tasks)
     write_prompts(run_dir / "prompts.json", schema)
