@@ -77,7 +77,9 @@ class JobStatus:
     job: str
     project: int
     version: str | None = None
-    state: str = "starting"   # starting | running | succeeded | failed | stopped | superseded (| interrupted, read)
+    # starting | running | succeeded | failed | stopped | superseded | paused (gave way to training, queued
+    # again: redis_preannotation.py) (| interrupted, read)
+    state: str = "starting"
     reason: str = ""
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -399,7 +401,7 @@ class Preannotator:
     def folder(self) -> Path:
         return self.settings.data_dir / STATUS_DIR
 
-    def _status_path(self, project_id: int) -> Path:
+    def status_path(self, project_id: int) -> Path:
         return self.folder / f"{int(project_id)}.json"
 
     def _project_lock(self, project_id: int) -> ProjectLock:
@@ -437,7 +439,7 @@ class Preannotator:
         try:
             while True:
                 job = PreannotationJob(self.settings, project_id, connection, self._stop,
-                                       self._status_path(project_id), reason)
+                                       self.status_path(project_id), reason)
                 state = job.run()
                 with self._lock:
                     again = project_id in self._again
@@ -476,7 +478,7 @@ class Preannotator:
     def statuses(self, project_id: int | None = None) -> list[dict]:
         """Each project's last job, newest first; a job whose process is gone shows as ``interrupted``."""
         if project_id is not None:
-            paths = [self._status_path(project_id)]
+            paths = [self.status_path(project_id)]
         else:
             paths = sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
         found = []

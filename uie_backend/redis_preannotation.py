@@ -26,6 +26,7 @@ from redis.exceptions import LockError, RedisError
 from rq import Queue, get_current_job
 
 from .config import Settings
+from .jsonio import write_json
 from .labelstudio import Connection
 from .preannotation import Preannotator
 from .redis_jobs import QUEUE as TRAINING_QUEUE
@@ -133,9 +134,12 @@ def run_queued_preannotation(project_id: int, reason: str, url: str, token: str)
     jobs.wait_idle(float("inf"))
     done.set()
     status = jobs.status_of(project_id)
-    if yielded.is_set():
-        log.info("project %s: pre-annotation paused for a training job; queued again", project_id)
+    if yielded.is_set() and status["state"] == "stopped":
+        # written before the job is queued again: once queued, its own status may be written at any moment
+        status.update(state="paused", note="gave way to a training job; queued again to do what is left")
+        write_json(jobs.status_path(project_id), status)
         enqueue(job.connection, project_id, "resumed after a training job", connection)
+        log.info("project %s: pre-annotation %s", project_id, status["note"])
     if status["state"] == "failed":
         raise RuntimeError(f"project {project_id}: pre-annotation failed: {status.get('error')}")
     return status
