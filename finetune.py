@@ -9,7 +9,7 @@ step/total, loss, dev F1 and ETA. The loop itself is ``uie_backend/trainer.py``.
     python finetune.py --from_scratch --config recipes/uie-zh-small.json --corpora ../shared/data/ner \
         --save_dir models/uie-zh-small
 
-trains the offline default model from public corpora instead (``uie_backend/recipe.py``; resumable).
+trains the offline default model from public corpora instead (``uie_backend/offline_model/recipe.py``; resumable).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = trainer.TrainConfig(init_from=Path(), save_dir=Path())
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     if "--from_scratch" in (sys.argv[1:] if argv is None else argv):
-        p.add_argument("--from_scratch", action="store_true", help="train a new model by a recipe (uie_backend/recipe.py)")
+        p.add_argument("--from_scratch", action="store_true", help="train a new model by a recipe (uie_backend/offline_model/recipe.py)")
         p.add_argument("--config", type=Path, required=True, help="the recipe, e.g. recipes/uie-zh-small.json")
         p.add_argument("--corpora", type=Path, required=True, help="folder of the public corpora (../shared/data/ner)")
         p.add_argument("--save_dir", type=Path, required=True, help="the finished model and its model card go here")
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     if getattr(args, "from_scratch", False):
-        from uie_backend import recipe
+        from uie_backend.offline_model import recipe
 
         workdir = args.workdir or Path(".recipe-work") / args.config.stem
         summary = recipe.run(args.config, args.corpora, args.save_dir, workdir)

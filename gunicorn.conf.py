@@ -22,7 +22,7 @@ control_socket_disable = True  # no $HOME/.gunicorn socket shared (and fought ov
 
 
 def when_ready(server):
-    """Say where people look at what each project's model learnt (the status page, uie_backend/pages.py)."""
+    """Say where people look at what each project's model learnt (the status page, uie_backend/page/routes.py)."""
     host, port = bind.rsplit(":", 1)
     shown = "localhost" if host in ("0.0.0.0", "::", "") else host
     server.log.info("status page: open http://%s:%s/ in a browser (what each project's model learnt, rollback)",

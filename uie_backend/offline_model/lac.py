@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paddle_env, sdist
+from .. import paddle_env
+from . import sdist
 
 SDIST = "LAC-2.1.2.tar.gz"
 SDIST_SHA256 = "22fcde0d5082d2044205ea6f6a7a9cd1f0d63e7b21b2dd5c9c73f27e7c0a3ef1"  # as published on PyPI

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from . import checkpoint, lineages, registry, svg
-from .config import Settings
-from .jsonio import read_json
+from .. import checkpoint, lineages, registry
+from . import svg
+from ..config import Settings
+from ..jsonio import read_json
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # jobs.new_job_id(), or a CLI's run directory
 F1_COLOR, TASKS_COLOR, LOSS_COLOR = "#1f77b4", "#999999", "#d62728"

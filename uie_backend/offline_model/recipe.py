@@ -20,12 +20,13 @@ import re
 import shutil
 from pathlib import Path
 
-from . import checkpoint, peoples_daily_1998, synthetic, trainer
-from .config import REPO_ROOT
-from .data import doccano_to_examples, load_tasks, record_key, split_records, tasks_to_doccano
-from .jsonio import write_json
+from .. import checkpoint, trainer
+from . import peoples_daily_1998, synthetic
+from ..config import REPO_ROOT
+from ..data import doccano_to_examples, load_tasks, record_key, split_records, tasks_to_doccano
+from ..jsonio import write_json
 from .lac import LAC_LABELS
-from .metrics import SpanReport, score_spans, spans_from_doccano
+from ..metrics import SpanReport, score_spans, spans_from_doccano
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
     lines += [f"| `{name}` | {count} |" for name, count in summary["corpora"].items()]
     lines += ["", "Sources: see `../shared/data/ner/README.md` (CLUENER2020; MSRA (SIGHAN 2006); Weibo NER "
               "(Peng & Dredze 2015, He & Sun 2016); People's Daily with TIME (shibing624/nerpy); E-commerce NER "
-              "(Jie et al. 2019)). 价格 and 天气 come from the seeded generator `uie_backend/synthetic.py`.",
+              "(Jie et al. 2019)). 价格 and 天气 come from the seeded generator `uie_backend/offline_model/synthetic.py`.",
               *[f"`{spec['source']}`: {SOURCES[spec['source']].SOURCE}." for spec in config["train"] if "source" in spec],
               "",
               f"Training (this stage): {summary['steps']} steps in {summary['train_seconds']} s "
@@ -297,6 +298,6 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
     for name, report in scores.items():
         lines += [f"### {name}", "", report.to_markdown(), ""]
         if name in baselines:
-            lines += ["LAC (Baidu's lexical analysis, `uie_backend/lac.py`) on the same sentences:", "",
+            lines += ["LAC (Baidu's lexical analysis, `uie_backend/offline_model/lac.py`) on the same sentences:", "",
                       baselines[name].to_markdown(), ""]
     return "\n".join(lines)

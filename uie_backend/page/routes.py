@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Request, abort, redirect, render_template, request, send_file, url_for
 
-from . import dashboard, registry
-from .config import Settings
+from .. import registry
+from . import dashboard
+from ..config import Settings
 
 TEXT_FILES = {".json": "application/json"}  # every other kept file is served as plain text, never as HTML
 
