@@ -298,12 +298,9 @@ def _resume_preannotation(preannotator: Preannotator, project_id: int | None) ->
 
 def _label_studio(jobs: JobRunner | RedisJobRunner, settings: Settings, project_id: int) -> Connection | None:
     """The connection the project's pre-annotation writes through: ``LABEL_STUDIO_URL``/``_API_KEY``, else what
-    its ``/setup`` gave; None when neither is known."""
-    try:
-        known = jobs.setup_of(project_id)
-    except QueueUnavailable as exc:
-        log.warning("%s", exc)
-        known = {}
+    its ``/setup`` gave; None when neither is known. With Redis away, what /setup gave cannot be read: that is
+    QueueUnavailable (a 503), not "never connected" (a 400 telling the user to connect what is connected)."""
+    known = {} if settings.label_studio_url and settings.label_studio_api_key else jobs.setup_of(project_id)
     url = settings.label_studio_url or known.get("hostname")
     token = settings.label_studio_api_key or known.get("access_token")
     return Connection(url, token) if url and token else None

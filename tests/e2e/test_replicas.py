@@ -348,4 +348,7 @@ def test_with_redis_down_serving_goes_on_and_training_requests_get_a_clear_503(c
                                                    "label_config": corpus.LABEL_CONFIG, "project": PROJECT}, timeout=30)
     assert answer.status_code == 503 and answer.json()["error"] == "training queue unavailable", answer.text
     assert "Redis" in answer.json()["detail"] and "127.0.0.1" not in answer.json()["detail"]
+    # project 9's /setup is in Redis: unreadable now, which is a 503 too, not "connect the project" (a 400)
+    answer = requests.post(f"{a.url}/preannotate?project=9", timeout=30)
+    assert answer.status_code == 503 and "Redis" in answer.json()["detail"], answer.text
     assert a.api("GET", f"/versions?project={PROJECT}")["versions"]  # the registry is on disk, not in Redis
