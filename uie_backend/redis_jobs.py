@@ -130,7 +130,7 @@ class RedisJobRunner:
         meanwhile is seen twice (and kept in its later place), never missed. A job a worker has taken but
         not yet registered as started counts as running: nothing else would show it.
         """
-        queued = self.queue.get_job_ids()
+        queued = list(dict.fromkeys(self.queue.get_job_ids() + claimed_jobs(self.queue, _waiting_key("*"))))
         taken = self.queue.intermediate_queue.get_job_ids()
         started = self.queue.started_job_registry.get_job_ids()
         # scored by expiry, the same TTL for all: the newest jobs come first in descending order
@@ -174,6 +174,19 @@ def waiting_job(queue: Queue, waiting_key: str) -> Job | None:
     waiting = queue.connection.get(waiting_key)
     job = queue.fetch_job(waiting.decode()) if waiting is not None else None
     return job if job is not None and job.get_status() in WAITING_STATES else None
+
+
+def claimed_jobs(queue: Queue, claims: str) -> list[str]:
+    """The ids of the jobs that projects' waiting claims (keys matching ``claims``) name and that have not
+    started. A worker of several queues (``make worker``: training and pre-annotation) takes a job with
+    BLPOP, which leaves it in none of RQ's lists until it starts (RQ keeps an intermediate list only for a
+    worker of one queue): meanwhile its claim is what shows it, and a status without it said "idle"."""
+    redis = queue.connection
+    keys = list(redis.scan_iter(match=claims, count=1000))
+    ids = [value.decode() for value in redis.mget(keys) if value] if keys else []
+    return [job.id for job in Job.fetch_many(ids, connection=redis)
+            if job is not None and job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.DEFERRED,
+                                                                       JobStatus.SCHEDULED)]
 
 
 def release_claim(job: Job, waiting_key: str) -> None:

@@ -30,7 +30,7 @@ from .jsonio import write_json
 from .labelstudio import Connection
 from .preannotation import Preannotator
 from .redis_jobs import QUEUE as TRAINING_QUEUE
-from .redis_jobs import (LOCK_TTL_S, QueueUnavailable, enqueue_once, keep_locked, release_claim, unavailable_as_error,
+from .redis_jobs import (LOCK_TTL_S, QueueUnavailable, claimed_jobs, enqueue_once, keep_locked, release_claim, unavailable_as_error,
                          waiting_job)
 from .training import TrainingRequest
 
@@ -46,8 +46,8 @@ def _lock_key(project_id: int) -> str:
     return f"uie:project:{int(project_id)}:preannotation"
 
 
-def _waiting_key(project_id: int) -> str:
-    return f"uie:project:{int(project_id)}:preannotation-waiting-job"
+def _waiting_key(project_id: int | str) -> str:
+    return f"uie:project:{project_id}:preannotation-waiting-job"
 
 
 class RedisProjectLock:
@@ -191,7 +191,7 @@ class QueuedPreannotator(Preannotator):
         while time.monotonic() < deadline:
             with unavailable_as_error(QUEUE):
                 busy = (self.queue.count or self.queue.intermediate_queue.get_job_ids()
-                        or self.queue.started_job_registry.get_job_ids())
+                        or claimed_jobs(self.queue, _waiting_key("*")) or self.queue.started_job_registry.get_job_ids())
             if not busy:
                 return True
             time.sleep(0.2)

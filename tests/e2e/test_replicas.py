@@ -31,6 +31,7 @@ from conftest import TINY_TRAINING
 from uie_backend import redis_jobs, redis_preannotation
 from uie_backend.config import Settings
 from uie_backend.jsonio import write_json
+from uie_backend.labelstudio import Connection
 from uie_backend.preannotation import Preannotator
 from uie_backend.redis_jobs import RedisJobRunner
 from uie_backend.redis_preannotation import QueuedPreannotator, RedisProjectLock
@@ -290,8 +291,7 @@ def test_pre_annotation_is_a_queued_job_one_per_project_that_follows_a_workers_t
     annotated = corpus.annotated_tasks(16, seed=project_id)
     job = b.api("POST", "/train", json={"annotations": annotated, "label_config": corpus.LABEL_CONFIG,
                                         "project": project_id})
-    trained = wait_until_idle(b, shared)
-    run = next(j for j in trained["recent"] if j["id"] == job["job"])
+    run = b.wait_for_training(job["job"], timeout_s=600)
     assert run["state"] == "succeeded" and run["summary"]["activated"], run
     new = run["summary"]["version"]
     status = preannotated(a, redis_url, project_id, new)
@@ -335,6 +335,26 @@ def test_a_running_pre_annotation_job_gives_way_to_a_queued_training_job(redis_u
     assert yielded.is_set() and jobs._stop.is_set()  # the job stops at its next page
     done.set()
     connection.flushdb()
+
+
+def test_a_job_a_worker_of_several_queues_has_taken_is_not_idle(redis_url, tmp_path):
+    """`make worker` listens to two queues, and RQ then takes a job with BLPOP: until the job starts it is in
+    no list of RQ's, neither the queue nor the intermediate one (CI saw `/training` say idle meanwhile, and a
+    test's wait for the run return before it began). Both kinds of job are still shown."""
+    other_db = redis_url.rsplit("/", 1)[0] + "/5"  # no worker listens there: the test plays the worker
+    settings = Settings.from_env({"REDIS_URL": other_db, "UIE_DATA_DIR": str(tmp_path)})
+    runner = RedisJobRunner(settings)
+    queued = runner.submit(TrainingRequest(label_config=corpus.LABEL_CONFIG, project_id=80,
+                                           tasks=corpus.annotated_tasks(2, seed=1)))
+    assert runner.redis.blpop([runner.queue.key], timeout=1)  # what a worker of several queues does
+    assert [job["id"] for job in runner.status()["queued"]] == [queued["job"]], runner.status()
+    assert not runner.wait_idle(timeout=0.5)
+
+    replica = QueuedPreannotator(settings, lambda _: None)
+    redis_preannotation.enqueue(replica.redis, 80, "test", Connection("http://label-studio", "t" * 40))
+    assert replica.redis.blpop([replica.queue.key], timeout=1)
+    assert replica.is_running(80) and not replica.wait_idle(timeout=0.5)
+    runner.redis.flushdb()
 
 
 def test_with_redis_down_serving_goes_on_and_training_requests_get_a_clear_503(cluster, redis_url):
