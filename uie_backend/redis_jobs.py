@@ -44,7 +44,8 @@ LOCK_TTL_S = 60                 # a dead worker's project lock frees itself afte
 WAITING_TTL_S = 7 * 24 * 3600   # a forgotten "waiting job" claim cannot outlive a week
 KEEP_RESULTS_S = 7 * 24 * 3600  # finished and failed jobs stay listed in /training this long
 SETUP_TTL_S = 30 * 24 * 3600    # a project's Label Studio address and token, unless /setup renews them
-WAITING_STATES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED)
+NOT_STARTED_STATES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+WAITING_STATES = (*NOT_STARTED_STATES, JobStatus.STARTED)
 # Deletes the project's "waiting job" claim only if it is still this job's (a newer request may own it).
 _RELEASE_CLAIM = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 # Counts an annotation event; at the N-th (ARGV[1]) starts again from 0 and answers 1, atomically, whichever
@@ -185,8 +186,7 @@ def claimed_jobs(queue: Queue, claims: str) -> list[str]:
     keys = list(redis.scan_iter(match=claims, count=1000))
     ids = [value.decode() for value in redis.mget(keys) if value] if keys else []
     return [job.id for job in Job.fetch_many(ids, connection=redis)
-            if job is not None and job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.DEFERRED,
-                                                                       JobStatus.SCHEDULED)]
+            if job is not None and job.get_status(refresh=False) in NOT_STARTED_STATES]
 
 
 def release_claim(job: Job, waiting_key: str) -> None:

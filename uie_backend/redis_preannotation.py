@@ -122,7 +122,7 @@ def run_queued_preannotation(project_id: int, reason: str, url: str, token: str)
     settings = Settings.from_env()  # the worker's: UIE_DEVICE, UIE_PREANNOTATE_PAGE, the shared folders
     connection = Connection(url, token)
     jobs = Preannotator(settings, lambda _: connection, project_lock=lambda p: RedisProjectLock(job.connection, p))
-    while (started := jobs.start(project_id, reason))["state"] != "started":
+    while jobs.start(project_id, reason)["state"] != "started":
         if "waiting_since" not in job.meta:
             log.info("project %s: another worker pre-annotates it; job %s waits", project_id, job.id)
             job.meta["waiting_since"] = time.time()
