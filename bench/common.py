@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the package, and tests/corpus.py
 
 import corpus  # noqa: E402
+from uie_backend.config import EMBEDDED_MODEL  # noqa: E402,F401  (re-exported: every script's --model default)
 
 # ---- models -------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 PER/LOC/ORG with ``predicted_values`` naming the Chinese prompts, predicted through ``/predict`` in one run.
 
     .venv/bin/python bench/label_prompts.py [--data ../shared/data/ner/peoples_daily/dev.json] [--tasks N]
-        [--model models/uie-zh-small] [--page 200]
+        [--model DIR (default: the embedded model)] [--page 200]
 
 Each config's tasks carry the gold relabelled to that config's values; the backend's own app (``server.create_app``
 with ``UIEBackend``, Flask's test client: the whole ``/predict`` path but the socket) predicts them a page at a
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, machine, quiet_logs, temp_home
+from common import EMBEDDED_MODEL, REPO, machine, quiet_logs, temp_home
 from task_scores import gold_result, span_report
 
 CHINESE = {"PER": "人名", "LOC": "地名", "ORG": "组织"}
@@ -53,7 +53,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared/data/ner/peoples_daily/dev.json")
     p.add_argument("--tasks", type=int, default=0, help="the first N tasks (0: all)")
-    p.add_argument("--model", type=Path, default=REPO / "models/uie-zh-small")
+    p.add_argument("--model", type=Path, default=EMBEDDED_MODEL)
     p.add_argument("--page", type=int, default=200, help="tasks per /predict")
     args = p.parse_args()
     quiet_logs()

@@ -1,6 +1,6 @@
 """What "Start Training" buys: dev F1 on a domain the model never saw, after fine-tuning on N annotated tasks.
 
-    .venv/bin/python bench/learning_curve.py --corpora ../shared/data/ner [--model models/uie-zh-small]
+    .venv/bin/python bench/learning_curve.py --corpora ../shared/data/ner [--model DIR (default: the embedded model)]
         [--domain resume] [--sizes 10 50 200] [--labels 人名 组织 职位 学历] [--no-random] [--out FILE]
 
 Each point is a real Start Training run (``training.run``: the backend's own split, epochs, learning rate and
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common import REPO, machine, quiet_logs, temp_home
+from common import EMBEDDED_MODEL, REPO, machine, quiet_logs, temp_home
 
 if TYPE_CHECKING:
     from uie_backend.config import Settings
@@ -82,7 +82,7 @@ def dev_f1(model: Path, dev_examples: list[dict]) -> tuple[float, dict[str, floa
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpora", type=Path, required=True, help="folder of the public corpora (../shared/data/ner)")
-    p.add_argument("--model", type=Path, default=REPO / "models" / "uie-zh-small")
+    p.add_argument("--model", type=Path, default=EMBEDDED_MODEL)
     p.add_argument("--domain", default="resume", help="a folder of --corpora with train.json and dev.json")
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
     p.add_argument("--labels", nargs="+", default=DEFAULT_LABELS)

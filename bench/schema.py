@@ -2,7 +2,7 @@
 with what output, against asking the whole schema of every text.
 
     .venv/bin/python bench/schema.py [--data ../shared/data/events] [--tasks 100] [--repeats 1]
-        [--model models/uie-zh-small]
+        [--model DIR (default: the embedded model)]
 
 The same tasks (the first ``--tasks`` of ``dev.json``, DuEE: 65 event-type trigger labels, 121 role labels, each
 role a relation trigger -> argument) are predicted by ``regions.predict_tasks`` with one model three ways:
@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from common import REPO, backend_env, machine, median, progress, quiet_logs, side_by_side, table, temp_home
+from common import EMBEDDED_MODEL, REPO, backend_env, machine, median, progress, quiet_logs, side_by_side, table, temp_home
 from task_scores import gold_result, span_report, triple_report
 
 WARMUP_TASKS = 8  # per mode, untimed: the first calls of new input shapes build oneDNN kernels
@@ -137,7 +137,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "events",
                    help="folder with dev.json and labeling_config.xml (DuEE)")
-    p.add_argument("--model", type=Path, default=REPO / "models" / "uie-zh-small")
+    p.add_argument("--model", type=Path, default=EMBEDDED_MODEL)
     p.add_argument("--tasks", type=int, default=100, help="tasks predicted (the first N of dev.json)")
     p.add_argument("--repeats", type=int, default=1, help="timed passes per mode (median); the counts are exact")
     args = p.parse_args()

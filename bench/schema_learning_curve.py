@@ -2,7 +2,7 @@
 model was fine-tuned on N annotated tasks.
 
     .venv/bin/python bench/schema_learning_curve.py [--data ../shared/data] [--kinds relations sentiment]
-        [--sizes 50 200 1000] [--dev-tasks 300] [--model models/uie-zh-small] [--out FILE]
+        [--sizes 50 200 1000] [--dev-tasks 300] [--model DIR (default: the embedded model)] [--out FILE]
 
 Each point is a real Start Training run (``learning_curve.fine_tune``: ``training.run`` from the embedded model,
 settings at their defaults) on the first N tasks of the training file in a fixed shuffled order. Then the first
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from common import REPO, machine, progress, quiet_logs, temp_home
+from common import EMBEDDED_MODEL, REPO, machine, progress, quiet_logs, temp_home
 from learning_curve import bench_settings, fine_tune, fine_tune_learning_rate
 from task_scores import choice_accuracy, gold_result, triple_report, triples
 
@@ -147,7 +147,7 @@ def main() -> None:
     p.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS))
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000], help="training tasks per point")
     p.add_argument("--dev-tasks", type=int, default=300, help="dev tasks scored (the first N of dev.json)")
-    p.add_argument("--model", type=Path, default=REPO / "models" / "uie-zh-small")
+    p.add_argument("--model", type=Path, default=EMBEDDED_MODEL)
     p.add_argument("--out", type=Path, help="also write the report (markdown) here")
     args = p.parse_args()
     quiet_logs()

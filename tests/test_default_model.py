@@ -1,10 +1,10 @@
-"""The embedded offline model (models/uie-zh-small) is what a fresh, offline `make serve` serves."""
+"""The embedded offline model (config.EMBEDDED_MODEL) is what a fresh, offline `make serve` serves."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from uie_backend.config import Settings
+from uie_backend.config import EMBEDDED_MODEL, Settings
 from uie_backend.lineages import base_source
 from uie_backend.predictor import Predictor
 
@@ -14,9 +14,9 @@ LABELS = ["人名", "地名", "组织", "时间", "产品", "价格", "天气"]
 
 def test_the_embedded_model_is_served_offline_and_finds_obvious_entities(tmp_path):
     settings = Settings(checkpoint_dir=tmp_path / "checkpoint", named_model="", device="cpu",
-                        ppnlp_home=tmp_path / "ppnlp")  # default_model: the repository's models/uie-zh-small
+                        ppnlp_home=tmp_path / "ppnlp")  # default_model: the repository's
     source = base_source(settings)
-    assert source.path == REPO / "models" / "uie-zh-small"
+    assert source.path == EMBEDDED_MODEL
     texts = ["张三明天要去北京参加华为的发布会。", "国务院总理李强在人民大会堂会见了法国总统马克龙。",
              "杭州明天有小雨，这台冰箱只要3999元。"]
     found = [{(e.label, e.text) for e in entities} for entities in Predictor(source, settings).extract(texts, LABELS)]
@@ -30,7 +30,7 @@ def test_the_embedded_model_is_served_offline_and_finds_obvious_entities(tmp_pat
 def test_fine_tuning_the_embedded_model_uses_its_recommended_learning_rate_unless_one_is_set():
     from uie_backend.training import DEFAULT_LEARNING_RATE, learning_rate
 
-    model = REPO / "models" / "uie-zh-small"
+    model = EMBEDDED_MODEL
     assert learning_rate(Settings(), model) == 3e-4
     assert learning_rate(Settings(train_learning_rate=2e-5), model) == 2e-5
     assert learning_rate(Settings(), REPO / "uie_backend" / "uie_vocab") == DEFAULT_LEARNING_RATE  # no meta

@@ -15,6 +15,8 @@ from typing import Mapping
 from .label_prompts import load as load_label_prompts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# the offline model the repository ships (its card: README.md there); the one place that names it
+EMBEDDED_MODEL = REPO_ROOT / "models" / "uie-zh-small"
 ACTIVATION_POLICIES = ("if-not-worse", "always", "never-auto")
 
 
@@ -32,7 +34,7 @@ class Settings:
         "A PaddleNLP UIE model to serve when `model_best` does not exist, e.g. `uie-base` (downloaded by "
         "PaddleNLP: needs internet once). Empty: the embedded offline model.")
     default_model: Path = _setting(
-        "UIE_DEFAULT_MODEL", REPO_ROOT / "models" / "uie-zh-small",
+        "UIE_DEFAULT_MODEL", EMBEDDED_MODEL,
         "The embedded offline model, served when there is neither `model_best` nor `UIE_MODEL`.")
     data_dir: Path = _setting(
         "UIE_DATA_DIR", REPO_ROOT / "data",

@@ -276,8 +276,8 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
              "pretrained UIE: with internet, `UIE_MODEL=uie-base` starts from a far stronger model.", "",
              status,
              "",
-             "Reproduce: `python finetune.py --from_scratch --config recipes/uie-zh-small.json "
-             "--corpora ../shared/data/ner --save_dir models/uie-zh-small` (resumes when restarted).", "",
+             f"Reproduce: `python finetune.py --from_scratch --config recipes/{config['name']}.json "
+             f"--corpora ../shared/data/ner --save_dir models/{config['name']}` (resumes when restarted).", "",
              "## Training data (not shipped; each names its source)", "",
              "| file | sentences used |", "|---|---:|"]
     lines += [f"| `{name}` | {count} |" for name, count in summary["corpora"].items()]
