@@ -156,7 +156,7 @@ class PreannotationJob:
         status = self.status
         try:
             status.version = lineages.source_for(self.settings, self.project_id).version
-            self._save(force=True)
+            self.save()
             project = self._call(lambda: self.connection.project(self.project_id))
             schema = self._schema(project.get("label_config"))
             model = self._model()
@@ -180,7 +180,7 @@ class PreannotationJob:
         status.finished_at = time.time()
         self._measure()
         status.eta_s = None
-        self._save(force=True)
+        self.save()
         log.log(logging.ERROR if status.state == "failed" else logging.INFO,
                 "project %s: pre-annotation with version %s %s: %d stored, %d skipped of %s%s", self.project_id,
                 status.version, status.state, status.done, status.skipped, status.total,
@@ -350,7 +350,7 @@ class PreannotationJob:
             for error in errors:
                 log.warning("project %s: task %s skipped: %s %s", self.project_id, error.task, error.field, error.message)
             self._measure()
-            self._save()
+            self.save(force=False)
             if time.monotonic() - self._logged_at > LOG_EVERY_S:
                 self._logged_at = time.monotonic()
                 log.info("project %s: %d/%s tasks pre-annotated with version %s (%.1f tasks/s, ETA %s s)",
@@ -369,7 +369,8 @@ class PreannotationJob:
         left = max(status.total - handled, 0)
         status.eta_s = round(left / status.tasks_per_s, 1) if status.tasks_per_s else None
 
-    def _save(self, force: bool = False) -> None:
+    def save(self, force: bool = True) -> None:
+        """Write the status file (at most every STATUS_EVERY_S unless ``force``)."""
         if force or time.monotonic() - self._saved_at >= STATUS_EVERY_S:
             self._saved_at = time.monotonic()
             write_json(self.status_path, asdict(self.status))
@@ -420,7 +421,9 @@ class Preannotator:
             if not lock.acquire():
                 return {**self.status_of(project_id), "detail": "another process runs the project's job"}
             self.folder.mkdir(parents=True, exist_ok=True)
-            thread = threading.Thread(target=self._run, args=(project_id, connection, lock, reason), daemon=True,
+            job = self._job(project_id, connection, reason)
+            job.save()  # "starting" from now on: GET /preannotation shows the job before its thread gets going
+            thread = threading.Thread(target=self._run, args=(job, lock), daemon=True,
                                       name=f"preannotate-{project_id}")
             self._threads[project_id] = thread
             thread.start()
@@ -435,11 +438,14 @@ class Preannotator:
                 f"in Label Studio (its /setup gives them), or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
         return connection
 
-    def _run(self, project_id: int, connection: Connection, lock: ProjectLock, reason: str) -> None:
+    def _job(self, project_id: int, connection: Connection, reason: str) -> PreannotationJob:
+        return PreannotationJob(self.settings, project_id, connection, self._stop, self.status_path(project_id),
+                                reason)
+
+    def _run(self, job: PreannotationJob, lock: ProjectLock) -> None:
+        project_id = job.project_id
         try:
             while True:
-                job = PreannotationJob(self.settings, project_id, connection, self._stop,
-                                       self.status_path(project_id), reason)
                 state = job.run()
                 with self._lock:
                     again = project_id in self._again
@@ -449,6 +455,7 @@ class Preannotator:
                         lock.release()
                         return
                 reason = "a newer version" if state == "superseded" else "asked again while it ran"
+                job = self._job(project_id, job.connection, reason)
         except BaseException:
             with self._lock:
                 self._threads.pop(project_id, None)

@@ -132,6 +132,9 @@ def test_a_project_of_300_tasks_gets_the_predictions_of_predict_and_nothing_a_pe
 
     answer = served.client.post("/preannotate", json={"project": project_id})
     assert answer.status_code == 202 and answer.json["state"] == "started", answer.json
+    listed = served.client.get(f"/preannotation?project={project_id}").json["jobs"]  # at once, not once it runs
+    assert len(listed) == 1 and listed[0]["reason"] == "requested", listed
+    assert listed[0]["state"] in ("starting", "running", "succeeded"), listed
     job = served.wait_for_job(project_id)
 
     assert job["state"] == "succeeded", job
