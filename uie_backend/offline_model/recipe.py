@@ -253,13 +253,18 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
                "training_examples": len(train_examples), "corpora": sizes,
                "scores": {name: report.to_dict() for name, report in scores.items()},
                "lac_scores": {name: report.to_dict() for name, report in baselines.items()}}
+    card = model_card(config, summary, scores, baselines)
+    # every stage's scores and card stay beside its training state: an earlier stage, run only as the start of
+    # a later one, is a model that may be shipped on its own
+    write_json(workdir / "evaluation.json", summary)
+    (workdir / "README.md").write_text(card, encoding="utf-8")
     if out_dir is None:
         return summary
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in checkpoint.REQUIRED_FILES + (checkpoint.META_FILE,):
         shutil.copy2(model / name, out_dir / name)
     write_json(out_dir / "evaluation.json", summary)
-    (out_dir / "README.md").write_text(model_card(config, summary, scores, baselines), encoding="utf-8")
+    (out_dir / "README.md").write_text(card, encoding="utf-8")
     return summary
 
 
