@@ -91,9 +91,9 @@ def test_a_staged_recipe_trains_its_first_stage_first_and_can_learn_from_lac_lab
     assert finetune.main(argv) == 0
 
     assert checkpoint.is_complete(tmp_path / "work" / "first" / "model_best")  # stage 1 ran, in its own folder
-    first = json.loads((tmp_path / "work" / "first" / "evaluation.json").read_text(encoding="utf-8"))
-    assert first["recipe"] == "first" and "News dev" in first["scores"]  # its scores and card are kept there
-    assert "# first: the offline default model" in (tmp_path / "work" / "first" / "README.md").read_text("utf-8")
+    first = tmp_path / "work" / "first" / "model_best"  # its scores and card are kept with it
+    assert json.loads((first / "evaluation.json").read_text(encoding="utf-8"))["scores"]["News dev"]["overall"]
+    assert "# first: the offline default model" in (first / "README.md").read_text(encoding="utf-8")
     meta = checkpoint.read_meta(tmp_path / "out")
     assert meta["stages"] == ["first", "second"]
     assert meta["folded_threshold"]["threshold"] in recipe.THRESHOLDS  # chosen on the selection slice

@@ -20,8 +20,9 @@ from typing import Any, Iterator
 
 from . import paddle_env
 
+WEIGHTS_FILE = "model_state.pdparams"
 REQUIRED_FILES = (
-    "model_state.pdparams",
+    WEIGHTS_FILE,
     "config.json",
     "vocab.txt",
     "tokenizer_config.json",
@@ -66,7 +67,7 @@ def model_version(model_dir: Path) -> str:
     if meta_version:
         return str(meta_version)
     model_dir = Path(model_dir)
-    weights = (model_dir / "model_state.pdparams").stat()
+    weights = (model_dir / WEIGHTS_FILE).stat()
     digest = hashlib.sha1((model_dir / "config.json").read_bytes())
     digest.update(f"{weights.st_size}:{weights.st_mtime_ns}".encode())
     return f"{model_dir.name}-{digest.hexdigest()[:8]}"
@@ -75,7 +76,7 @@ def model_version(model_dir: Path) -> str:
 def new_version_id(model_dir: Path) -> str:
     """A version id for freshly written weights: time of creation plus a content hash, e.g. ``20261129-0841-3fa9c2d1``."""
     digest = hashlib.sha256()
-    with open(Path(model_dir) / "model_state.pdparams", "rb") as weights:
+    with open(Path(model_dir) / WEIGHTS_FILE, "rb") as weights:
         for chunk in iter(lambda: weights.read(1 << 20), b""):
             digest.update(chunk)
     return time.strftime("%Y%m%d-%H%M%S") + "-" + digest.hexdigest()[:8]

@@ -24,7 +24,7 @@ from .. import checkpoint, trainer
 from . import peoples_daily_1998, synthetic
 from ..config import REPO_ROOT
 from ..data import doccano_to_examples, load_tasks, record_key, split_records, tasks_to_doccano
-from ..jsonio import write_json
+from ..jsonio import read_json, write_json
 from .lac import LAC_LABELS
 from ..metrics import SpanReport, score_spans, spans_from_doccano
 
@@ -253,22 +253,34 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
                "training_examples": len(train_examples), "corpora": sizes,
                "scores": {name: report.to_dict() for name, report in scores.items()},
                "lac_scores": {name: report.to_dict() for name, report in baselines.items()}}
-    card = model_card(config, summary, scores, baselines)
-    # every stage's scores and card stay beside its training state: an earlier stage, run only as the start of
-    # a later one, is a model that may be shipped on its own
-    write_json(workdir / "evaluation.json", summary)
-    (workdir / "README.md").write_text(card, encoding="utf-8")
-    if out_dir is None:
-        return summary
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in checkpoint.REQUIRED_FILES + (checkpoint.META_FILE,):
-        shutil.copy2(model / name, out_dir / name)
-    write_json(out_dir / "evaluation.json", summary)
-    (out_dir / "README.md").write_text(card, encoding="utf-8")
+    # every stage's scores and card stay beside its model: an earlier stage, run only as the start of a later
+    # one, is a model that may be shipped on its own
+    write_json(model / "evaluation.json", summary)
+    write_card(config, model)
+    if out_dir is not None:
+        ship(model, out_dir)
     return summary
 
 
-def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], baselines: dict[str, SpanReport]) -> str:
+def ship(model: Path, out_dir: Path) -> None:
+    """Copy a recipe's model with its scores and card to ``out_dir`` (``models/<name>``: what the repo ships)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in checkpoint.REQUIRED_FILES + (checkpoint.META_FILE, "evaluation.json", "README.md"):
+        shutil.copy2(model / name, out_dir / name)
+
+
+def write_card(config: dict, model: Path) -> None:
+    """Write ``model``'s card from its ``evaluation.json`` and the recipe, so that a card can be rewritten
+    (history, serving cost) without evaluating the model again."""
+    summary = read_json(model / "evaluation.json")
+    scores = {name: SpanReport.from_dict(report) for name, report in summary["scores"].items()}
+    baselines = {name: SpanReport.from_dict(report) for name, report in summary["lac_scores"].items()}
+    size_mb = (model / checkpoint.WEIGHTS_FILE).stat().st_size / 2**20
+    (model / "README.md").write_text(model_card(config, summary, scores, baselines, size_mb), encoding="utf-8")
+
+
+def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], baselines: dict[str, SpanReport],
+               size_mb: float) -> str:
     headline = scores.get("People's Daily dev")
     lac = baselines.get("People's Daily dev")
     status = (GOOD if headline.overall.f1 >= BAR else WEAK).format(
@@ -281,6 +293,11 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
              "pretrained UIE: with internet, `UIE_MODEL=uie-base` starts from a far stronger model.", "",
              status,
              "",
+             "**Ask it its own label names.** It knows 人名, 地名, 组织 (and the other labels below), not `PER`, `LOC`, "
+             "`ORG`: on People's Daily dev through `/predict` (`bench/label_prompts.py`, one run with uie-zh-small) "
+             "span F1 was 0.610 with labels 人名/地名/组织, 0.610 with `PER/LOC/ORG` given `predicted_values=\"人名\"` "
+             "etc., and 0.115 with bare `PER/LOC/ORG`. A team with other label names maps them in the config or with "
+             "`UIE_LABEL_PROMPTS` (README, \"Label names and the prompts UIE is asked\").", "",
              f"Reproduce: `python finetune.py --from_scratch --config recipes/{config['name']}.json "
              f"--corpora ../shared/data/ner --save_dir models/{config['name']}` (resumes when restarted).", "",
              "## Training data (not shipped; each names its source)", "",
@@ -299,6 +316,10 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
               *[f"- {note}" for note in config.get("history", [])], "",
               "What Start Training buys on a domain it never saw: [learning_curve.md](learning_curve.md) "
               "(`bench/learning_curve.py`).", "",
+              "## Serving cost", "",
+              f"{size_mb:.0f} MB of weights. " + config.get(
+                  "serving", "Not measured for this shape: `bench/serving.py --size ...` measures it against "
+                             "the others, side by side (`bench/RESULTS.md`)."), "",
               "## Quality (span-level exact match; evaluation sets never trained on)", ""]
     for name, report in scores.items():
         lines += [f"### {name}", "", report.to_markdown(), ""]
