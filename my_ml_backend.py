@@ -37,10 +37,12 @@ class UIEBackend(LabelStudioMLBase):
     # label-studio-ml 1.0.9 would fine-tune on every annotation event; Label Studio 1.23's button sends this.
     TRAIN_EVENTS = ("START_TRAINING",)
 
-    def __init__(self, label_config: str | None = None, train_output: dict | None = None, **kwargs: Any):
+    def __init__(self, label_config: str | None = None, train_output: dict | None = None,
+                 project_id: int | None = None, **kwargs: Any):
         self.settings = Settings.from_env()
-        # a clear LabelConfigError before anything else; the project is not known here (schema_for)
-        self.prompts = self.settings.prompts()
+        # a clear LabelConfigError before anything else, asked as the project asks it where the caller knows the
+        # project (the server does; label-studio-ml's own loader does not: the global prompts, see schema_for)
+        self.prompts = self.settings.prompts(project_id)
         self.schema = parse_label_config(label_config, self.prompts)
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
 

@@ -314,6 +314,21 @@ def test_each_project_is_asked_its_own_prompts_and_answered_with_the_values(back
     assert predicted(5) == only_org and predicted(None) == only_org  # no entry of its own: the global ones
 
 
+def test_a_config_valid_only_with_its_project_s_prompts_is_served_to_that_project(backend_env, trained_checkpoint,
+                                                                                 monkeypatch):
+    install_model(trained_checkpoint, backend_env)
+    # globally PER and LOC are both asked as 人名 (refused: one prompt for two values); project 3 asks LOC as 地名
+    monkeypatch.setenv("UIE_LABEL_PROMPTS", json.dumps({"PER": "人名", "LOC": "人名",
+                                                        "projects": {"3": {"LOC": "地名"}}}))
+    client = create_app(UIEBackend).test_client()
+    tasks = _predict_tasks()
+    answer = client.post("/predict", json={"tasks": tasks, "label_config": BARE, "project": "3.1795936584"})
+    assert answer.status_code == 200, answer.json
+    assert {label for spans in spans_of(answer) for label, _, _ in spans} == {"PER", "LOC"}
+    refused = client.post("/predict", json={"tasks": tasks, "label_config": BARE, "project": 4})
+    assert refused.status_code == 400 and "'PER'" in refused.json["detail"] and "'LOC'" in refused.json["detail"]
+
+
 def test_a_prompts_file_broken_while_the_server_runs_keeps_its_last_good_mapping(backend_env, trained_checkpoint,
                                                                                  monkeypatch, tmp_path, caplog):
     install_model(trained_checkpoint, backend_env)
