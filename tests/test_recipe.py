@@ -28,10 +28,11 @@ def test_the_recipe_trains_evaluates_writes_a_model_card_and_resumes(tmp_path, c
     corpora = tmp_path / "corpora"
     write(corpora / "news" / "train.json", corpus.annotated_tasks(30, seed=1))
     write(corpora / "news" / "dev.json", corpus.annotated_tasks(10, seed=2))
+    write(corpora / "news" / "extra.json", corpus.annotated_tasks(4, seed=3))
     config = write(tmp_path / "mini.json", {
         "name": "mini", "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "seed": 0},
         "label_map": {},
-        "train": [{"file": "news/train.json", "labels": LABELS}],
+        "train": [{"file": "news/train.json", "labels": LABELS}, {"file": "news/extra.json", "labels": LABELS, "repeat": 3}],
         "evaluate": [{"name": "News dev", "file": "news/dev.json", "labels": LABELS}],
         "synthetic": {"labels": ["价格", "天气"], "train_sentences": 10, "eval_sentences": 5, "seed": 7},
         "selection_fraction": 0.1,
@@ -53,6 +54,7 @@ def test_the_recipe_trains_evaluates_writes_a_model_card_and_resumes(tmp_path, c
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "### News dev" in card and "| 人名 |" in card and "- a note the model card repeats" in card
     assert "news/train.json" in card and f"{evaluation['steps']} steps" in card
+    assert "| `news/extra.json (×3 an epoch)` |" in card
     steps = evaluation["steps"]
 
     capsys.readouterr()

@@ -95,6 +95,8 @@ def corpus_name(spec: dict) -> str:
     name = spec.get("file") or spec["source"]
     if "part" in spec:
         name += f" ({spec['part']} half)"
+    if spec.get("repeat", 1) != 1:
+        name += f" (×{spec['repeat']} an epoch)"
     if "teacher" in spec:
         taught = "/".join(spec.get("teacher_labels", [])) or "all labels"
         name += f" (silver: {taught} labelled by {spec['teacher'].upper()})"
@@ -204,7 +206,10 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
             log.info("%s: %d sentences dropped, they share text with an evaluation set",
                      corpus_name(spec), len(records) - len(clean))
         keep, held = split_records(clean, (1 - config["selection_fraction"], config["selection_fraction"]))
-        train_examples += doccano_to_examples(keep, spec["labels"], negative_ratio=hp["negative_ratio"])
+        # "repeat": a small corpus of another genre (Weibo posts) seen that many times an epoch, so that
+        # 45k sentences of 1998 news do not teach its conventions away
+        train_examples += doccano_to_examples(keep * spec.get("repeat", 1), spec["labels"],
+                                              negative_ratio=hp["negative_ratio"])
         select_examples += doccano_to_examples(held, spec["labels"], negative_ratio=len(spec["labels"]))
         if "absent_labels" in spec:
             absent = spec["absent_labels"]
