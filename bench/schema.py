@@ -38,7 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from common import EMBEDDED_MODEL, REPO, backend_env, machine, median, progress, quiet_logs, side_by_side, table, temp_home
+from common import (EMBEDDED_MODEL, REPO, backend_env, machine, median, progress, quiet_logs, side_by_side, table,
+                    temp_home)
 from task_scores import gold_result, span_report, triple_report
 
 WARMUP_TASKS = 8  # per mode, untimed: the first calls of new input shapes build oneDNN kernels

@@ -420,9 +420,13 @@ class Preannotator:
             lock = self._project_lock(project_id)
             if not lock.acquire():
                 return {**self.status_of(project_id), "detail": "another process runs the project's job"}
-            self.folder.mkdir(parents=True, exist_ok=True)
             job = self._job(project_id, connection, reason)
-            job.save()  # "starting" from now on: GET /preannotation shows the job before its thread gets going
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                job.save()  # "starting" from now on: GET /preannotation shows the job before its thread gets going
+            except OSError:  # a full or read-only disk: the project is not left locked by a job that never ran
+                lock.release()
+                raise
             thread = threading.Thread(target=self._run, args=(job, lock), daemon=True,
                                       name=f"preannotate-{project_id}")
             self._threads[project_id] = thread

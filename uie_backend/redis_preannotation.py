@@ -30,8 +30,8 @@ from .jsonio import write_json
 from .labelstudio import Connection
 from .preannotation import Preannotator
 from .redis_jobs import QUEUE as TRAINING_QUEUE
-from .redis_jobs import (LOCK_TTL_S, QueueUnavailable, claimed_jobs, enqueue_once, keep_locked, release_claim, unavailable_as_error,
-                         waiting_job)
+from .redis_jobs import (LOCK_TTL_S, QueueUnavailable, claimed_jobs, enqueue_once, keep_locked, release_claim,
+                         unavailable_as_error, waiting_job)
 from .training import TrainingRequest
 
 log = logging.getLogger(__name__)

@@ -298,11 +298,12 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
              "pretrained UIE: with internet, `UIE_MODEL=uie-base` starts from a far stronger model.", "",
              status,
              "",
-             "**Ask it its own label names.** It knows 人名, 地名, 组织 (and the other labels below), not `PER`, `LOC`, "
-             "`ORG`: on People's Daily dev through `/predict` (`bench/label_prompts.py`, one run with uie-zh-small) "
-             "span F1 was 0.610 with labels 人名/地名/组织, 0.610 with `PER/LOC/ORG` given `predicted_values=\"人名\"` "
-             "etc., and 0.115 with bare `PER/LOC/ORG`. A team with other label names maps them in the config or with "
-             "`UIE_LABEL_PROMPTS` (README, \"Label names and the prompts UIE is asked\").", "",
+             "**Ask it its own label names.** It knows 人名, 地名, 组织 (and the other labels below), not `PER`, "
+             "`LOC`, `ORG`: on People's Daily dev through `/predict` (`bench/label_prompts.py`, one run with "
+             "uie-zh-small) span F1 was 0.610 with labels 人名/地名/组织, 0.610 with `PER/LOC/ORG` given "
+             "`predicted_values=\"人名\"` etc., and 0.115 with bare `PER/LOC/ORG`. A team with other label names "
+             "maps them in the config or with `UIE_LABEL_PROMPTS` (README, \"Label names and the prompts UIE is "
+             "asked\").", "",
              f"Reproduce: `python finetune.py --from_scratch --config recipes/{config['name']}.json "
              f"--corpora ../shared/data/ner --save_dir models/{config['name']}` (resumes when restarted).", "",
              "## Training data (not shipped; each names its source)", "",
