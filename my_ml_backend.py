@@ -38,12 +38,13 @@ class UIEBackend(LabelStudioMLBase):
     TRAIN_EVENTS = ("START_TRAINING",)
 
     def __init__(self, label_config: str | None = None, train_output: dict | None = None,
-                 project_id: int | None = None, **kwargs: Any):
+                 project_id: int | None = None, schema: Schema | None = None, **kwargs: Any):
         self.settings = Settings.from_env()
         # a clear LabelConfigError before anything else, asked as the project asks it where the caller knows the
-        # project (the server does; label-studio-ml's own loader does not: the global prompts, see schema_for)
+        # project (the server does; label-studio-ml's own loader does not: the global prompts, see schema_for).
+        # The server passes the schema it has already checked: a config of hundreds of labels takes a second.
         self.prompts = self.settings.prompts(project_id)
-        self.schema = parse_label_config(label_config, self.prompts)
+        self.schema = schema if schema is not None else parse_label_config(label_config, self.prompts)
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
 
     @property

@@ -68,6 +68,23 @@ def test_predict_returns_one_prediction_per_task_in_order_with_exact_offsets(cli
             assert 0.0 < region["score"] <= 1.0
 
 
+def test_predict_parses_the_label_config_once(client, monkeypatch):
+    """The limits check's schema is the model's: a config of hundreds of labels takes about a second to parse."""
+    import my_ml_backend
+    from uie_backend import labelconfig, limits
+    parsed = []
+
+    def counting_parse(*args, **kwargs):
+        parsed.append(args[0])
+        return labelconfig.parse_label_config(*args, **kwargs)
+
+    monkeypatch.setattr(limits, "parse_label_config", counting_parse)
+    monkeypatch.setattr(my_ml_backend, "parse_label_config", counting_parse)
+    answer = predict(client, [{"id": 1, "data": {"text": "王五昨天去了深圳出差。"}}])
+    assert answer.status_code == 200 and answer.json["results"][0]["result"]
+    assert parsed == [LABEL_CONFIG]
+
+
 def test_a_config_with_other_names_and_field_is_served(client):
     config = ('<View><Text name="doc" value="$content"/>'
               '<Labels name="ner" toName="doc"><Label value="人名"/><Label value="地名"/></Labels></View>')

@@ -76,7 +76,7 @@ def create_app(model_class, settings: Settings | None = None) -> Flask:
             raise BadRequest("label_config is missing")
         schema = limits.label_config(label_config, settings, project_id)  # before label-studio-ml's parser
         try:
-            return model_class(label_config=label_config, project_id=project_id), schema
+            return model_class(label_config=label_config, project_id=project_id, schema=schema), schema
         except LabelConfigError:
             raise
         except (ValueError, LabelStudioXMLSyntaxErrorSentryIgnored) as exc:
