@@ -176,6 +176,20 @@ def test_lac_can_teach_only_some_labels_and_its_organisations_absorb_the_places_
     assert found == [("人名", "周小川"), ("地名", "北京"), ("组织", "中国人民银行")]  # LAC's 时间 not taught, 中国 absorbed
 
 
+def test_lac_labels_a_corpus_once_and_reads_it_back_on_the_next_stage(monkeypatch, tmp_path):
+    monkeypatch.setattr(recipe, "REPO_ROOT", tmp_path)
+    texts = ["国务院总理李鹏今天在北京会见了客人。", "完全无关的一句话。"]
+    first = recipe.lac_spans(texts)
+    assert first == recipe._lac().spans(texts) and ("人名", 5, 7) in first[0]  # 李鹏
+    [kept] = (tmp_path / ".cache" / "lac-spans").iterdir()
+    monkeypatch.setattr(recipe, "_lac", lambda: pytest.fail("labelled again"))
+    assert recipe.lac_spans(texts) == first
+    kept.write_text("[[]]", encoding="utf-8")  # a damaged or foreign file is not trusted
+    monkeypatch.undo()
+    monkeypatch.setattr(recipe, "REPO_ROOT", tmp_path)
+    assert recipe.lac_spans(texts) == first
+
+
 def test_lac_teaches_no_government_as_an_organisation_the_place_before_it_stays_a_place(tmp_path):
     from uie_backend.offline_model.recipe import corpus_records
 
