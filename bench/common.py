@@ -36,8 +36,9 @@ from uie_backend.config import EMBEDDED_MODEL  # noqa: E402,F401  (re-exported: 
 
 # ---- models -------------------------------------------------------------------------------------
 
-# name -> (layers, hidden size, attention heads); "embedded" is models/uie-zh-small's shape, "small" that of the
-# wider student recipes/uie-zh-medium*.json trains (issue 16), "base" uie-base's
+# name -> (layers, hidden size, attention heads); "embedded" is models/uie-zh-small's shape (the embedded model
+# before issue 16), "small" that of models/uie-zh-medium, embedded since (the names keep RESULTS.md's commands
+# valid), "base" uie-base's
 SIZES = {"tiny": (2, 64, 2), "embedded": (3, 128, 2), "small": (4, 256, 4), "base": (12, 768, 12)}
 
 

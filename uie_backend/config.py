@@ -16,7 +16,7 @@ from .label_prompts import load as load_label_prompts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # the offline model the repository ships (its card: README.md there); the one place that names it
-EMBEDDED_MODEL = REPO_ROOT / "models" / "uie-zh-small"
+EMBEDDED_MODEL = REPO_ROOT / "models" / "uie-zh-medium"
 ACTIVATION_POLICIES = ("if-not-worse", "always", "never-auto")
 
 

@@ -38,11 +38,11 @@ CONTAMINATION_NGRAM = 12
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # candidates for fold_best_threshold
 _NOT_CHINESE = re.compile(r"[^\u4e00-\u9fff]")
 SOURCES = {"peoples-daily-1998": peoples_daily_1998, "common-voice-zh-cn": common_voice}
-WEAK = ("**Status: weak.** Overall span F1 on People's Daily dev is {f1:.2f}; the project's bar is 0.60 and its goal "
+WEAK = ("**Status: weak.** Overall span F1 on People's Daily dev is {f1:.3f}; the project's bar is 0.60 and its goal "
         "LAC's ({lac}). It finds the plain cases (common names, places, organisations, products, weather words) and "
         "misses or cuts others: serve it to get the loop going offline, and press Start Training early; it improves "
         "with each run (it is the starting point fine-tuning continues from).")
-GOOD = ("**Status:** overall span F1 on People's Daily dev is {f1:.2f}, over the project's bar of 0.60; LAC, the goal, "
+GOOD = ("**Status:** overall span F1 on People's Daily dev is {f1:.3f}, over the project's bar of 0.60; LAC, the goal, "
         "scores {lac} on the same sentences. Serve it to get the loop going offline and press Start Training early: "
         "it is the starting point fine-tuning continues from.")
 
@@ -310,7 +310,7 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
     headline = scores.get("People's Daily dev")
     lac = baselines.get("People's Daily dev")
     status = (GOOD if headline.overall.f1 >= BAR else WEAK).format(
-        f1=headline.overall.f1, lac=f"{lac.overall.f1:.2f}" if lac else "~0.76") if headline else ""
+        f1=headline.overall.f1, lac=f"{lac.overall.f1:.3f}" if lac else "~0.76") if headline else ""
     lines = [f"# {config['name']}: the offline default model", "",
              "A UIE (ERNIE encoder, "
              f"{config['model']['num_layers']} layers × {config['model']['hidden_size']} hidden, UIE's 40k vocabulary) "
