@@ -42,7 +42,7 @@ class UIEBackend(LabelStudioMLBase):
         self.settings = Settings.from_env()
         # a clear LabelConfigError before anything else, asked as the project asks it where the caller knows the
         # project (the server does; label-studio-ml's own loader does not: the global prompts, see schema_for).
-        # The server passes the schema it has already checked: a config of hundreds of labels takes a second.
+        # The server passes the schema it has already checked, so a request parses its config once.
         self.prompts = self.settings.prompts(project_id)
         self.schema = schema if schema is not None else parse_label_config(label_config, self.prompts)
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
