@@ -69,7 +69,7 @@ def test_predict_returns_one_prediction_per_task_in_order_with_exact_offsets(cli
 
 
 def test_predict_parses_the_label_config_once(client, monkeypatch):
-    """The limits check's schema is the model's: a config of hundreds of labels takes about a second to parse."""
+    """The limits check's schema is the model's: a request parses its config once, not twice."""
     import my_ml_backend
     from uie_backend import labelconfig, limits
     parsed = []

@@ -32,7 +32,8 @@ def test_the_recipe_trains_evaluates_writes_a_model_card_and_resumes(tmp_path, c
     config = write(tmp_path / "mini.json", {
         "name": "mini", "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "seed": 0},
         "label_map": {},
-        "train": [{"file": "news/train.json", "labels": LABELS}, {"file": "news/extra.json", "labels": LABELS, "repeat": 3}],
+        "train": [{"file": "news/train.json", "labels": LABELS},
+                  {"file": "news/extra.json", "labels": LABELS, "repeat": 3}],
         "evaluate": [{"name": "News dev", "file": "news/dev.json", "labels": LABELS}],
         "synthetic": {"labels": ["价格", "天气"], "train_sentences": 10, "eval_sentences": 5, "seed": 7},
         "selection_fraction": 0.1,
@@ -182,11 +183,11 @@ def test_lac_labels_a_corpus_once_and_reads_it_back_on_the_next_stage(monkeypatc
     first = recipe.lac_spans(texts)
     assert first == recipe._lac().spans(texts) and ("人名", 5, 7) in first[0]  # 李鹏
     [kept] = (tmp_path / ".cache" / "lac-spans").iterdir()
+    real_lac = recipe._lac
     monkeypatch.setattr(recipe, "_lac", lambda: pytest.fail("labelled again"))
     assert recipe.lac_spans(texts) == first
     kept.write_text("[[]]", encoding="utf-8")  # a damaged or foreign file is not trusted
-    monkeypatch.undo()
-    monkeypatch.setattr(recipe, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(recipe, "_lac", real_lac)
     assert recipe.lac_spans(texts) == first
 
 
