@@ -202,6 +202,22 @@ def test_lac_teaches_no_government_as_an_organisation_the_place_before_it_stays_
     assert [(e["label"], text[e["start_offset"]:e["end_offset"]]) for e in record["entities"]] == [("地名", "印度")]
 
 
+def test_a_spec_can_take_a_seeded_sample_of_its_sentences_in_their_order(tmp_path):
+    from uie_backend.offline_model.recipe import corpus_name, corpus_records
+
+    texts = [f"第{i}句话，张{i}在北京。" for i in range(40)]
+    write(tmp_path / "news.json", [corpus.task(i, t, [("地名", t.index("北京"), t.index("北京") + 2)])
+                                   for i, t in enumerate(texts)])
+    spec = {"file": "news.json", "labels": LABELS, "sentences": 10}
+    sample = corpus_records(tmp_path, spec, {})
+    assert len(sample) == 10 and sample == corpus_records(tmp_path, spec, {})  # seeded: every stage draws alike
+    positions = [texts.index(r["text"]) for r in sample]
+    assert positions == sorted(positions) and positions != list(range(10))  # drawn across the corpus, in order
+    assert all(r["entities"] for r in sample)  # labels travel with their sentences
+    assert len(corpus_records(tmp_path, {**spec, "sentences": 1000}, {})) == 40
+    assert corpus_name(spec) == "news.json (sample of 10)"
+
+
 def test_news_sentences_without_a_price_or_weather_word_teach_that_those_labels_are_absent():
     from uie_backend.offline_model.recipe import absent_label_examples
 

@@ -55,7 +55,8 @@ def corpus_records(corpora: Path, spec: dict, label_map: dict[str, str]) -> list
     texts labelled in People's Daily's conventions); ``"teacher_labels"`` limits that to some labels, and a
     span of the corpus's own that overlaps one of LAC's is dropped (a place inside an organisation LAC found
     is part of that organisation), except in "X政府", which People's Daily's conventions do not call an
-    organisation (:func:`_government`). Evaluation specs never have a teacher.
+    organisation (:func:`_government`). Evaluation specs never have a teacher. ``"sentences": n`` keeps a
+    seeded sample of n sentences (a large text source mixed in beside smaller corpora without outweighing them).
     """
     if "source" in spec:
         source = SOURCES[spec["source"]]
@@ -84,6 +85,10 @@ def corpus_records(corpora: Path, spec: dict, label_map: dict[str, str]) -> list
     if "part" in spec:
         first, second = split_records(records, (0.5, 0.5), seed=PART_SEED)
         records = first if spec["part"] == "train" else second
+    if "sentences" in spec:
+        # a seeded sample, drawn after the teacher so that LAC's cached labels of the whole corpus are reused
+        chosen = sorted(random.Random(PART_SEED).sample(range(len(records)), min(spec["sentences"], len(records))))
+        records = [records[i] for i in chosen]
     return records
 
 
@@ -100,6 +105,8 @@ def corpus_name(spec: dict) -> str:
     name = spec.get("file") or spec["source"]
     if "part" in spec:
         name += f" ({spec['part']} half)"
+    if "sentences" in spec:
+        name += f" (sample of {spec['sentences']})"
     if spec.get("repeat", 1) != 1:
         name += f" (×{spec['repeat']} an epoch)"
     if "teacher" in spec:
