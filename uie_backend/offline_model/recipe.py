@@ -220,7 +220,8 @@ def _stages(meta: dict) -> list[str]:
     return meta.get("stages") or ([meta["recipe"]] if "recipe" in meta else [])
 
 
-def training_examples(config: dict, corpora: Path, evaluation_texts: set[str]) -> tuple[list[dict], list[dict], dict]:
+def training_examples(config: dict, corpora: Path,
+                      evaluation_texts: set[str]) -> tuple[list[dict], list[dict], dict[str, int]]:
     """What a recipe trains on; the selection slice held out of the same files (checkpoints and the folded
     threshold are chosen on it, never on an evaluation set); and how many sentences each corpus gave."""
     hp, label_map = config["training"], config.get("label_map", {})
