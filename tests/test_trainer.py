@@ -196,3 +196,24 @@ def test_batches_drawn_from_a_length_pool_hold_similar_lengths_and_every_example
     assert padded(pooled) < 0.7 * padded(shuffled)  # shuffled batches are padded to near the longest (128)
     assert [len(b[0].input_ids) for b in pooled] != sorted(len(b[0].input_ids) for b in pooled)  # not length order
     assert [[id(e) for e in b] for b in pooled] == [[id(e) for e in b] for b in _batches(items, 32, random.Random(1), 10)]
+
+
+def test_a_checkpoint_can_be_judged_at_its_best_pointer_threshold(tmp_path, trained_checkpoint):
+    """A recipe folds the best threshold into the model it ships, so it keeps checkpoints by their score there.
+    A good model shifted to over-predict at 0.5 (what positive weighting does) is worth more at 0.9."""
+    from uie_backend import checkpoint, trainer
+    from uie_backend.data import doccano_to_examples, tasks_to_doccano
+    import corpus
+
+    model, tokenizer = checkpoint.load(trained_checkpoint)
+    trainer.fold_threshold(model, 0.003)  # > 0.5 now means what > 0.003 meant (> 0.9: > 0.03)
+    checkpoint.save(model, tokenizer, tmp_path / "eager", {})
+    examples = doccano_to_examples(tasks_to_doccano(corpus.annotated_tasks(12, seed=3)), negative_ratio=1)
+    config = trainer.TrainConfig(init_from=tmp_path / "eager", save_dir=tmp_path, learning_rate=1e-9, batch_size=8,
+                                 max_seq_len=64, max_steps=2, eval_every=1, device="cpu", select_thresholds=(0.9,))
+    result = trainer.train(config, examples, examples)
+    model, tokenizer = checkpoint.load(tmp_path / "model_best")
+    kept = trainer.evaluate_at(model, [trainer.encode(e, tokenizer, 64) for e in examples], (0.5, 0.9))
+    assert kept[0.9].overall.f1 > kept[0.5].overall.f1
+    assert checkpoint.read_meta(tmp_path / "model_best")["dev_threshold"] == 0.9
+    assert result.best_report.overall.f1 == pytest.approx(kept[0.9].overall.f1)

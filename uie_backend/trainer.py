@@ -45,6 +45,10 @@ class TrainConfig:
     seed: int = 1000
     device: str = "auto"
     threshold: float = 0.5
+    # more pointer thresholds to score each dev evaluation at, the checkpoint kept by its best: a recipe folds
+    # the threshold that scores best into the weights it ships, so a checkpoint is worth its score there, not
+    # at 0.5 (where one trained with positive_weight over-predicts by a varying amount); () for Start Training
+    select_thresholds: tuple[float, ...] = ()
     positive_weight: float = 1.0        # >1 weighs the rare pointer positions up (training from scratch)
     state_every_s: float = 0            # save a resumable state to save_dir/last this often (0: never)
     resume: bool = False                # continue from save_dir/last when it exists
@@ -394,7 +398,7 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         paddle.distributed.init_parallel_env()
         forward = paddle.DataParallel(model)
     dev_items = dev_items if lead else []  # the others neither evaluate nor save
-    initial = evaluate(model, dev_items, threshold=config.threshold) if dev_items else None
+    initial = _dev_report(model, dev_items, config)[0] if dev_items else None
     progress = Progress(total_steps=total_steps)
     if initial:
         log.info("starting model: dev F1 %.4f", initial.overall.f1)
@@ -431,18 +435,20 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
             progress.eta_s = progress.elapsed_s / progress.step * (total_steps - progress.step)
             evaluate_now = progress.step % eval_every == 0 or progress.step == total_steps
             if evaluate_now and dev_items:
-                report = evaluate(model, dev_items, threshold=config.threshold)
+                report, at = _dev_report(model, dev_items, config)
                 progress.last_f1 = report.overall.f1
                 # A tie goes to the later, longer-trained checkpoint (small dev sets plateau early).
                 if best_report is None or report.overall.f1 >= progress.best_f1:
                     progress.best_f1, best_report, stale_evals, best_step = report.overall.f1, report, 0, progress.step
                     version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
                         **(meta or {}), "init_from": str(config.init_from), "train_config": _jsonable(config),
-                        "step": progress.step, "dev": report.to_dict()})
-                    log.info("step %d: dev F1 %.4f (best), saved %s", progress.step, report.overall.f1, version)
+                        "step": progress.step, "dev": report.to_dict(), "dev_threshold": at})
+                    log.info("step %d: dev F1 %.4f at %.2f (best), saved %s", progress.step, report.overall.f1, at,
+                             version)
                 else:
                     stale_evals += 1
-                    log.info("step %d: dev F1 %.4f (best %.4f)", progress.step, report.overall.f1, progress.best_f1)
+                    log.info("step %d: dev F1 %.4f at %.2f (best %.4f)", progress.step, report.overall.f1, at,
+                             progress.best_f1)
             if evaluate_now:
                 history.append({"step": progress.step, "epoch": round(progress.step / steps_per_epoch, 2),
                                 "loss": sum(losses) / len(losses), "dev_f1": progress.last_f1 if dev_items else None})
@@ -477,6 +483,14 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         best_step = progress.step
     return TrainResult(version, best_report, initial, progress.step, time.monotonic() - started, _jsonable(config),
                        best_epochs=best_step / steps_per_epoch, history=history)
+
+
+def _dev_report(model, dev_items: Sequence[Encoded], config: TrainConfig) -> tuple[SpanReport, float]:
+    """The dev report a checkpoint is judged by, and the pointer threshold it was scored at: the best of
+    ``config.threshold`` and ``config.select_thresholds`` (a tie goes to ``config.threshold``)."""
+    reports = evaluate_at(model, dev_items, (config.threshold, *config.select_thresholds))
+    at = max(reports, key=lambda t: (reports[t].overall.f1, t == config.threshold))
+    return reports[at], at
 
 
 def _save_state(state_dir: Path, model, optimizer, progress: Progress, best: SpanReport | None) -> None:

@@ -269,7 +269,7 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
         init_from=base, save_dir=workdir, learning_rate=hp["learning_rate"], batch_size=hp["batch_size"],
         max_seq_len=hp["max_seq_len"], num_epochs=hp["num_epochs"], eval_every=hp["eval_every"],
         warmup_proportion=hp["warmup_proportion"], seed=hp["seed"], positive_weight=hp["positive_weight"],
-        state_every_s=hp["state_every_s"], resume=True, device="auto")
+        state_every_s=hp["state_every_s"], resume=True, device="auto", select_thresholds=THRESHOLDS)
     result = trainer.train(train_config, train_examples, select_examples,
                            meta={"recipe": config["name"], "source": "trained from scratch", "corpora": sizes,
                                  "stages": [*_stages(checkpoint.read_meta(base)), config["name"]],
