@@ -251,6 +251,28 @@ def training_examples(config: dict, corpora: Path,
     return train_examples, select_examples, sizes
 
 
+def evaluation_scores(config: dict, evaluation: dict[str, list[dict]],
+                      model: Path) -> tuple[dict[str, SpanReport], dict[str, SpanReport]]:
+    """``model``'s scores on the recipe's evaluation sets (``evaluation``: their records by name) and the
+    generated 价格/天气 sentences; and LAC's on the same sentences, where it knows every label a set is
+    scored on. Apart from :func:`run` so that a checkpoint of an unfinished run can be scored the same way."""
+    max_seq_len, scores, baselines = config["training"]["max_seq_len"], {}, {}
+    for spec in config["evaluate"]:
+        records = evaluation[spec["name"]]
+        examples = doccano_to_examples(records, spec["labels"], negative_ratio=len(spec["labels"]))
+        scores[spec["name"]] = trainer.evaluate_checkpoint(model, examples, max_seq_len, device="auto")
+        if config.get("baseline") == "lac" and set(spec["labels"]) <= set(LAC_LABELS.values()):
+            found = lac_spans([record["text"] for record in records])
+            baselines[spec["name"]] = score_spans([spans_from_doccano(r) for r in records],
+                                                  [{s for s in f if s[0] in spec["labels"]} for f in found])
+    syn = config.get("synthetic")
+    if syn:
+        made = synthetic.sentences(syn["eval_sentences"], syn["seed"] + 1)
+        scores["synthetic 价格/天气 (generated, not real text)"] = trainer.evaluate_checkpoint(
+            model, doccano_to_examples(made, syn["labels"], negative_ratio=2), max_seq_len, device="auto")
+    return scores, baselines
+
+
 def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -> dict:
     """Train (or resume) the model of ``config_path``, evaluate it, and write it with its model card to
     ``out_dir`` (None: leave it in ``workdir/model_best``, e.g. as the start of a later stage)."""
@@ -262,7 +284,6 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
     evaluation = {spec["name"]: corpus_records(corpora, spec, label_map) for spec in config["evaluate"]}
     evaluation_texts = {record["text"] for records in evaluation.values() for record in records}
     train_examples, select_examples, sizes = training_examples(config, corpora, evaluation_texts)
-    syn = config.get("synthetic")
     log.info("recipe %s: %d training examples from %s", config["name"], len(train_examples), sizes)
 
     train_config = trainer.TrainConfig(
@@ -278,20 +299,7 @@ def run(config_path: Path, corpora: Path, out_dir: Path | None, workdir: Path) -
 
     model = workdir / "model_best"
     folded = fold_best_threshold(model, select_examples, hp["max_seq_len"])
-    scores = {}
-    baselines = {}  # LAC on the same sentences, where it knows every label the set is scored on
-    for spec in config["evaluate"]:
-        records = evaluation[spec["name"]]
-        examples = doccano_to_examples(records, spec["labels"], negative_ratio=len(spec["labels"]))
-        scores[spec["name"]] = trainer.evaluate_checkpoint(model, examples, hp["max_seq_len"], device="auto")
-        if config.get("baseline") == "lac" and set(spec["labels"]) <= set(LAC_LABELS.values()):
-            found = lac_spans([record["text"] for record in records])
-            baselines[spec["name"]] = score_spans([spans_from_doccano(r) for r in records],
-                                                  [{s for s in f if s[0] in spec["labels"]} for f in found])
-    if syn:
-        made = synthetic.sentences(syn["eval_sentences"], syn["seed"] + 1)
-        scores["synthetic 价格/天气 (generated, not real text)"] = trainer.evaluate_checkpoint(
-            model, doccano_to_examples(made, syn["labels"], negative_ratio=2), hp["max_seq_len"], device="auto")
+    scores, baselines = evaluation_scores(config, evaluation, model)
 
     summary = {"recipe": config["name"], "steps": result.steps, "train_seconds": round(seconds),
                "folded_threshold": folded,
