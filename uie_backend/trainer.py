@@ -487,9 +487,10 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
 
 def _dev_report(model, dev_items: Sequence[Encoded], config: TrainConfig) -> tuple[SpanReport, float]:
     """The dev report a checkpoint is judged by, and the pointer threshold it was scored at: the best of
-    ``config.threshold`` and ``config.select_thresholds`` (a tie goes to ``config.threshold``)."""
+    ``config.threshold`` and ``config.select_thresholds``, F1 to four places, a tie going to
+    ``config.threshold`` (the rule ``recipe.fold_best_threshold`` folds by, so both choose alike)."""
     reports = evaluate_at(model, dev_items, (config.threshold, *config.select_thresholds))
-    at = max(reports, key=lambda t: (reports[t].overall.f1, t == config.threshold))
+    at = max(reports, key=lambda t: (round(reports[t].overall.f1, 4), t == config.threshold))
     return reports[at], at
 
 
