@@ -228,3 +228,19 @@ def test_news_sentences_without_a_price_or_weather_word_teach_that_those_labels_
     assert {e["content"] for e in examples} <= {r["text"] for r in plain}
     assert {e["prompt"] for e in examples} == {"价格", "天气"} and all(e["result_list"] == [] for e in examples)
     assert absent_label_examples(plain, ["天气"], fraction=0.25) == absent_label_examples(plain, ["天气"], 0.25)
+
+
+def test_shop_titles_mark_their_products_and_nothing_around_them():
+    from uie_backend.offline_model import shop_titles
+    from uie_backend.offline_model.recipe import corpus_records
+
+    made = shop_titles.titles(300, seed=5)
+    assert made == shop_titles.titles(300, seed=5) and made != shop_titles.titles(300, seed=6)
+    products, around = set(shop_titles.PRODUCTS), set(shop_titles.MODIFIERS) | set(shop_titles.EXTRAS)
+    marked = [r["text"][e["start_offset"]:e["end_offset"]] for r in made for e in r["entities"]]
+    assert marked and set(marked) <= products and not set(marked) & around
+    assert all(r["entities"] for r in made)  # every title sells something
+    assert sum(len(r["entities"]) > 1 for r in made) > 50  # and some sell several things
+    assert any(word in r["text"] for r in made for word in around)
+    sample = corpus_records(Path("unused"), {"source": "shop-titles", "labels": ["产品"], "sentences": 40}, {})
+    assert len(sample) == 40 and all(e["label"] == "产品" for r in sample for e in r["entities"])

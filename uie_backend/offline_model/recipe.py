@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 
 from .. import checkpoint, trainer
-from . import common_voice, peoples_daily_1998, synthetic
+from . import common_voice, peoples_daily_1998, shop_titles, synthetic
 from ..config import REPO_ROOT
 from ..data import doccano_to_examples, load_tasks, record_key, split_records, tasks_to_doccano
 from ..jsonio import read_json, write_json
@@ -40,7 +40,7 @@ CONTAMINATION_NGRAM = 12
 # against 0.676); the extra candidates cost one decoding pass each, not a forward pass
 THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))  # 0.3 … 0.95
 _NOT_CHINESE = re.compile(r"[^\u4e00-\u9fff]")
-SOURCES = {"peoples-daily-1998": peoples_daily_1998, "common-voice-zh-cn": common_voice}
+SOURCES = {"peoples-daily-1998": peoples_daily_1998, "common-voice-zh-cn": common_voice, "shop-titles": shop_titles}
 WEAK = ("**Status: weak.** Overall span F1 on People's Daily dev is {f1:.3f}; the project's bar is 0.60 and its goal "
         "LAC's ({lac}). It finds the plain cases (common names, places, organisations, products, weather words) and "
         "misses or cuts others: serve it to get the loop going offline, and press Start Training early; it improves "
