@@ -34,3 +34,13 @@ def test_fine_tuning_the_embedded_model_uses_its_recommended_learning_rate_unles
     assert learning_rate(Settings(), model) == 3e-4
     assert learning_rate(Settings(train_learning_rate=2e-5), model) == 2e-5
     assert learning_rate(Settings(), REPO / "uie_backend" / "uie_vocab") == DEFAULT_LEARNING_RATE  # no meta
+
+
+def test_every_shipped_model_card_says_what_licences_its_training_text_carries():
+    """A team deciding whether it may use the default model needs to know it learnt from research data."""
+    import json
+
+    for model in sorted(path for path in (REPO / "models").iterdir() if path.is_dir()):  # not the lock files
+        recipe = json.loads((REPO / "recipes" / f"{model.name}.json").read_text(encoding="utf-8"))
+        card = (model / "README.md").read_text(encoding="utf-8")
+        assert recipe["licence"] and f"**Licences.** {recipe['licence']}" in card, model.name

@@ -363,7 +363,7 @@ def model_card(config: dict, summary: dict, scores: dict[str, SpanReport], basel
               "(Peng & Dredze 2015, He & Sun 2016); People's Daily with TIME (shibing624/nerpy); E-commerce NER "
               "(Jie et al. 2019)). 价格 and 天气 come from the seeded generator `uie_backend/offline_model/synthetic.py`.",
               *[f"`{spec['source']}`: {SOURCES[spec['source']].SOURCE}." for spec in config["train"] if "source" in spec],
-              "",
+              "", f"**Licences.** {config.get('licence', 'not stated by the recipe.')}", "",
               f"Training (this stage): {summary['steps']} steps in {summary['train_seconds']} s "
               f"({summary['steps_per_s']} steps/s, {summary['examples_per_s']} examples/s) on "
               "the CPU of a 2-core machine; hyper-parameters in the recipe file. The pointer threshold that "
