@@ -217,3 +217,28 @@ def test_a_checkpoint_can_be_judged_at_its_best_pointer_threshold(tmp_path, trai
     assert kept[0.9].overall.f1 > kept[0.5].overall.f1
     assert checkpoint.read_meta(tmp_path / "model_best")["dev_threshold"] == 0.9
     assert result.best_report.overall.f1 == pytest.approx(kept[0.9].overall.f1)
+
+
+def test_a_resumed_run_knows_the_best_checkpoint_saved_after_its_last_timed_state(tmp_path, trained_checkpoint):
+    """Stopped between a new best and the next timed state save, a run must not come back believing an older
+    best: it would overwrite model_best with any worse checkpoint that beats that."""
+    from uie_backend import checkpoint, trainer
+    from uie_backend.data import doccano_to_examples, tasks_to_doccano
+    import corpus
+
+    examples = doccano_to_examples(tasks_to_doccano(corpus.annotated_tasks(8, seed=1)), negative_ratio=1)
+    config = trainer.TrainConfig(init_from=trained_checkpoint, save_dir=tmp_path, learning_rate=1e-5, batch_size=8,
+                                 max_seq_len=64, max_steps=30, eval_every=10, device="cpu", state_every_s=3600,
+                                 resume=True)
+
+    def stop_after_first_evaluation(progress):
+        if progress.step == 10:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        trainer.train(config, examples, examples, on_progress=stop_after_first_evaluation)
+    best = checkpoint.read_meta(tmp_path / "model_best")["dev"]["overall"]["f1"]
+    assert best > 0.5
+    resumed = []
+    trainer.train(config, examples, examples, on_progress=lambda p: resumed.append((p.step, p.best_f1)))
+    assert resumed[0] == (11, pytest.approx(best))

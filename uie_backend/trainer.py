@@ -445,6 +445,10 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
                         "step": progress.step, "dev": report.to_dict(), "dev_threshold": at})
                     log.info("step %d: dev F1 %.4f at %.2f (best), saved %s", progress.step, report.overall.f1, at,
                              version)
+                    if config.state_every_s:  # a run resumed from an older state would not know this checkpoint,
+                        # and would overwrite it with the next one it judged best, however much worse
+                        last_state = time.monotonic()
+                        _save_state(state_dir, model, optimizer, progress, best_report)
                 else:
                     stale_evals += 1
                     log.info("step %d: dev F1 %.4f at %.2f (best %.4f)", progress.step, report.overall.f1, at,
