@@ -74,14 +74,14 @@ def test_lac_the_teacher_finds_people_places_organisations_and_times():
     assert {("组织", 0, 3), ("地名", 3, 5), ("时间", 5, 13)} == found[2]
 
 
-@pytest.mark.slow
-def test_a_staged_recipe_trains_its_first_stage_first_and_can_learn_from_lac_labelled_text(tmp_path):
+def two_stages(tmp_path: Path, state_every_s: float = 0) -> list[str]:
+    """Recipes "first" and "second" (which starts from first's model); finetune.py's arguments for second."""
     corpora = tmp_path / "corpora"
     write(corpora / "news" / "train.json", corpus.annotated_tasks(20, seed=1))
     write(corpora / "news" / "dev.json", corpus.annotated_tasks(6, seed=2))
     training = {"learning_rate": 0.001, "batch_size": 8, "max_seq_len": 64, "num_epochs": 1, "positive_weight": 5.0,
-                "negative_ratio": 1, "eval_every": 10, "warmup_proportion": 0.05, "seed": 1, "state_every_s": 0,
-                "fine_tune_learning_rate": 0.0003}
+                "negative_ratio": 1, "eval_every": 10, "warmup_proportion": 0.05, "seed": 1,
+                "state_every_s": state_every_s, "fine_tune_learning_rate": 0.0003}
     common = {"model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "seed": 0}, "selection_fraction": 0.2,
               "evaluate": [{"name": "News dev", "file": "news/dev.json", "labels": LABELS}], "training": training}
     write(tmp_path / "recipes" / "first.json", {"name": "first", **common,
@@ -89,9 +89,13 @@ def test_a_staged_recipe_trains_its_first_stage_first_and_can_learn_from_lac_lab
     second = write(tmp_path / "recipes" / "second.json", {
         "name": "second", "start_from": "first", "baseline": "lac", **common,
         "train": [{"file": "news/train.json", "labels": [*LABELS, "时间"], "teacher": "lac"}]})
-    argv = ["--from_scratch", "--config", str(second), "--corpora", str(corpora), "--save_dir", str(tmp_path / "out"),
+    return ["--from_scratch", "--config", str(second), "--corpora", str(corpora), "--save_dir", str(tmp_path / "out"),
             "--workdir", str(tmp_path / "work" / "second")]
-    assert finetune.main(argv) == 0
+
+
+@pytest.mark.slow
+def test_a_staged_recipe_trains_its_first_stage_first_and_can_learn_from_lac_labelled_text(tmp_path):
+    assert finetune.main(two_stages(tmp_path)) == 0
 
     assert checkpoint.is_complete(tmp_path / "work" / "first" / "model_best")  # stage 1 ran, in its own folder
     first = tmp_path / "work" / "first" / "model_best"  # its scores and card are kept with it
@@ -106,6 +110,34 @@ def test_a_staged_recipe_trains_its_first_stage_first_and_can_learn_from_lac_lab
     evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text(encoding="utf-8"))
     lac_f1 = evaluation["lac_scores"]["News dev"]["overall"]["f1"]  # the baseline, on the same sentences
     assert lac_f1 > 0.3 and "LAC (Baidu's lexical analysis" in card
+
+
+class Stopped(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_later_stage_never_starts_from_an_earlier_stage_that_was_stopped(tmp_path, monkeypatch):
+    """A stage stopped after training but before it was scored has a best checkpoint on disk: the next command
+    must finish that stage (score it, write its card) rather than build on it as though it were done."""
+    argv = two_stages(tmp_path, state_every_s=0.001)  # so the second command resumes the first stage's run
+    first = tmp_path / "work" / "first" / "model_best"
+    scores = recipe.evaluation_scores
+
+    def stop_when_first_is_scored(config, *args, **kwargs):
+        if config["name"] == "first":
+            raise Stopped
+        return scores(config, *args, **kwargs)
+
+    monkeypatch.setattr(recipe, "evaluation_scores", stop_when_first_is_scored)
+    with pytest.raises(Stopped):
+        finetune.main(argv)
+    assert checkpoint.is_complete(first) and not recipe.finished(first)
+
+    monkeypatch.setattr(recipe, "evaluation_scores", scores)
+    assert finetune.main(argv) == 0
+    assert recipe.finished(first) and recipe.finished(tmp_path / "work" / "second" / "model_best")
+    assert checkpoint.read_meta(tmp_path / "out")["stages"] == ["first", "second"]
 
 
 def test_peoples_daily_1998_joins_tagged_words_into_entities_sentence_by_sentence(tmp_path):

@@ -184,7 +184,7 @@ def starting_point(config: dict, config_path: Path, corpora: Path, workdir: Path
     if "start_from" in config:
         earlier = Path(config_path).parent / f"{config['start_from']}.json"
         earlier_workdir = workdir.parent / config["start_from"]
-        if not checkpoint.is_complete(earlier_workdir / "model_best"):
+        if not finished(earlier_workdir / "model_best"):
             log.info("recipe %s starts from recipe %s, which is trained first", config["name"], config["start_from"])
             run(earlier, corpora, None, earlier_workdir)
         return earlier_workdir / "model_best"
@@ -192,6 +192,12 @@ def starting_point(config: dict, config_path: Path, corpora: Path, workdir: Path
     if not checkpoint.is_complete(base):
         checkpoint.build_random(base, **{k: v for k, v in config["model"].items()})
     return base
+
+
+def finished(model: Path) -> bool:
+    """Whether ``model`` is a recipe's finished model, scored and with its card (written last by ``run``).
+    A stopped run leaves a best checkpoint too, which no later stage should start from."""
+    return checkpoint.is_complete(model) and all((model / name).exists() for name in ("evaluation.json", "README.md"))
 
 
 def fold_best_threshold(model_dir: Path, select_examples: list[dict], max_seq_len: int) -> dict:
