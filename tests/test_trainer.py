@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -76,7 +77,7 @@ class Interrupted(Exception):
 
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_from_its_last_state(tmp_path, random_checkpoint):
-    from uie_backend import trainer
+    from uie_backend import checkpoint, trainer
     from uie_backend.data import doccano_to_examples, tasks_to_doccano
     import corpus
 
@@ -98,6 +99,17 @@ def test_an_interrupted_run_resumes_from_its_last_state(tmp_path, random_checkpo
     result = trainer.train(config, examples, examples, on_progress=lambda p: resumed.append((p.step, p.epoch)))
     assert resumed[0][0] in (70, 71) and result.steps == 120  # continued where it stopped, not from 0
     assert resumed[-1][1] == -(-120 // -(-len(examples) // 8))  # epochs counted across the interruption
+
+    # and it ends exactly where an unbroken run ends, reporting the whole run as that one does
+    unbroken = trainer.train(replace(config, save_dir=tmp_path / "unbroken"), examples, examples)
+    assert [point["step"] for point in result.history] == [40, 80, 120]
+    assert result.history == unbroken.history
+    assert result.initial_report.to_dict() == unbroken.initial_report.to_dict()
+    assert result.best_epochs == unbroken.best_epochs > 0
+    assert result.version == checkpoint.read_meta(tmp_path / "model_best")["version"]
+    paddle = paddle_env.load().paddle
+    weights = [paddle.load(str(run / "last" / "model_state.pdparams")) for run in (tmp_path, tmp_path / "unbroken")]
+    assert all(np.array_equal(weights[0][name].numpy(), weights[1][name].numpy()) for name in weights[1])
 
 
 def test_a_run_records_its_mean_loss_and_dev_f1_at_each_evaluation(tmp_path, random_checkpoint):

@@ -83,6 +83,24 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
+@dataclass
+class _RunRecord:
+    """What a run knows beyond its weights and optimizer, saved with them so that a resumed run goes on, and
+    reports the whole run, as an unbroken one would: its starting model, its learning curve, its best checkpoint
+    and how long ago that was (early stopping)."""
+    progress: Progress
+    initial: SpanReport | None
+    best: SpanReport | None = None
+    best_step: int = 0
+    stale_evals: int = 0                # evaluations since the best, for early stopping
+    version: str | None = None           # of the best checkpoint saved
+    history: list[dict] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # since the last evaluation: one step's is too noisy to plot
+
+
+_RUN_COUNTS = ("best_step", "stale_evals", "version", "history", "losses")  # saved as they are
+
+
 # --- encoding -------------------------------------------------------------------------------------------
 
 @dataclass
@@ -398,17 +416,18 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         paddle.distributed.init_parallel_env()
         forward = paddle.DataParallel(model)
     dev_items = dev_items if lead else []  # the others neither evaluate nor save
-    initial = _dev_report(model, dev_items, config)[0] if dev_items else None
-    progress = Progress(total_steps=total_steps)
-    if initial:
-        log.info("starting model: dev F1 %.4f", initial.overall.f1)
-    best_report, version, stale_evals, best_step = None, None, 0, 0
-    history: list[dict] = []
-    losses: list[float] = []  # since the last evaluation: one step's loss is too noisy to plot
     state_dir = Path(config.save_dir) / "last"
     if config.resume and (state_dir / "progress.json").exists():
-        progress, best_report = _load_state(state_dir, model, optimizer, total_steps)
-        log.info("resumed at step %d/%d (best dev F1 %.4f)", progress.step, total_steps, progress.best_f1)
+        # the starting model's score and the curve so far come from the state: scoring the starting model
+        # again would cost a sitting minutes and report the wrong model
+        run = _load_state(state_dir, model, optimizer, total_steps)
+        log.info("resumed at step %d/%d (best dev F1 %.4f)", run.progress.step, total_steps, run.progress.best_f1)
+    else:
+        initial = _dev_report(model, dev_items, config)[0] if dev_items else None
+        run = _RunRecord(Progress(total_steps=total_steps), initial)
+        if initial:
+            log.info("starting model: dev F1 %.4f", initial.overall.f1)
+    progress, history, losses = run.progress, run.history, run.losses
     started = last_log = last_state = time.monotonic() - progress.elapsed_s
     model.train()
 
@@ -420,6 +439,9 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         # this process's share; every process takes steps_per_epoch batches (wrapping round), so none waits
         batches = [batches[(i * world + rank) % len(batches)] for i in range(steps_per_epoch)]
         for batch in batches[progress.step % steps_per_epoch:]:
+            if config.resume:  # dropout's masks depend only on (seed, step): resumed, a run goes on exactly as an
+                # unbroken one would (runs that never resume keep paddle's one stream, and their measured behaviour)
+                paddle.seed(config.seed * 1_000_003 + progress.step)
             inputs, (start_ids, end_ids) = _to_tensors(batch, with_labels=True)
             start_prob, end_prob = forward(**inputs)
             loss = (pointer_loss(start_prob, start_ids) + pointer_loss(end_prob, end_ids)) / 2
@@ -438,19 +460,20 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
                 report, at = _dev_report(model, dev_items, config)
                 progress.last_f1 = report.overall.f1
                 # A tie goes to the later, longer-trained checkpoint (small dev sets plateau early).
-                if best_report is None or report.overall.f1 >= progress.best_f1:
-                    progress.best_f1, best_report, stale_evals, best_step = report.overall.f1, report, 0, progress.step
-                    version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
+                if run.best is None or report.overall.f1 >= progress.best_f1:
+                    progress.best_f1, run.best, run.best_step = report.overall.f1, report, progress.step
+                    run.stale_evals = 0
+                    run.version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
                         **(meta or {}), "init_from": str(config.init_from), "train_config": _jsonable(config),
                         "step": progress.step, "dev": report.to_dict(), "dev_threshold": at})
                     log.info("step %d: dev F1 %.4f at %.2f (best), saved %s", progress.step, report.overall.f1, at,
-                             version)
+                             run.version)
                     if config.state_every_s:  # a run resumed from an older state would not know this checkpoint,
                         # and would overwrite it with the next one it judged best, however much worse
                         last_state = time.monotonic()
-                        _save_state(state_dir, model, optimizer, progress, best_report)
+                        _save_state(state_dir, model, optimizer, run)
                 else:
-                    stale_evals += 1
+                    run.stale_evals += 1
                     log.info("step %d: dev F1 %.4f at %.2f (best %.4f)", progress.step, report.overall.f1, at,
                              progress.best_f1)
             if evaluate_now:
@@ -465,14 +488,14 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
                          progress.epoch, progress.loss, progress.elapsed_s, progress.eta_s)
             if lead and config.state_every_s and time.monotonic() - last_state > config.state_every_s:
                 last_state = time.monotonic()
-                _save_state(state_dir, model, optimizer, progress, best_report)
-            stop = bool(config.early_stopping_patience) and stale_evals >= config.early_stopping_patience
+                _save_state(state_dir, model, optimizer, run)
+            stop = bool(config.early_stopping_patience) and run.stale_evals >= config.early_stopping_patience
             if world > 1 and evaluate_now:  # the first process decides for all of them
                 decision = paddle.to_tensor([int(stop)])
                 paddle.distributed.broadcast(decision, src=0)
                 stop = bool(decision.item())
             if stop:
-                log.info("early stopping: no dev improvement in %d evaluations", stale_evals)
+                log.info("early stopping: no dev improvement in %d evaluations", run.stale_evals)
                 total_steps = progress.step
             if progress.step >= total_steps:
                 break
@@ -481,12 +504,12 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         log.info("process %d of %d: %d steps, weights checksum %.6f", rank + 1, world, progress.step,
                  sum(float((p * p).sum()) for p in model.parameters()))
     if not dev_items and lead:  # nothing to select by: keep the final weights
-        version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
+        run.version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
             **(meta or {}), "init_from": str(config.init_from), "train_config": _jsonable(config),
             "step": progress.step})
-        best_step = progress.step
-    return TrainResult(version, best_report, initial, progress.step, time.monotonic() - started, _jsonable(config),
-                       best_epochs=best_step / steps_per_epoch, history=history)
+        run.best_step = progress.step
+    return TrainResult(run.version, run.best, run.initial, progress.step, time.monotonic() - started, _jsonable(config),
+                       best_epochs=run.best_step / steps_per_epoch, history=history)
 
 
 def best_threshold(reports: dict[float, SpanReport], preferred: float = 0.5) -> float:
@@ -503,16 +526,18 @@ def _dev_report(model, dev_items: Sequence[Encoded], config: TrainConfig) -> tup
     return reports[at], at
 
 
-def _save_state(state_dir: Path, model, optimizer, progress: Progress, best: SpanReport | None) -> None:
+def _save_state(state_dir: Path, model, optimizer, run: _RunRecord) -> None:
     """Everything needed to continue this run after an interruption (weights, optimizer, schedule, step)."""
     paddle = paddle_env.load().paddle
     staging = state_dir.with_name(state_dir.name + ".incoming")
     staging.mkdir(parents=True, exist_ok=True)
     paddle.save(model.state_dict(), str(staging / "model_state.pdparams"))
     paddle.save(_by_structure(optimizer.state_dict(), model, to_structure=True), str(staging / "optimizer.pdopt"))
-    write_json(staging / "progress.json", {"progress": asdict(progress), "best": best.to_dict() if best else None})
+    write_json(staging / "progress.json", {
+        "progress": asdict(run.progress), **{key: getattr(run, key) for key in _RUN_COUNTS},
+        **{key: getattr(run, key).to_dict() if getattr(run, key) else None for key in ("initial", "best")}})
     checkpoint.replace_dir(staging, state_dir)
-    log.info("saved resumable state at step %d to %s", progress.step, state_dir)
+    log.info("saved resumable state at step %d to %s", run.progress.step, state_dir)
 
 
 def _by_structure(state: dict, model, to_structure: bool) -> dict:
@@ -531,13 +556,14 @@ def _by_structure(state: dict, model, to_structure: bool) -> dict:
     return renamed
 
 
-def _load_state(state_dir: Path, model, optimizer, total_steps: int) -> tuple[Progress, SpanReport | None]:
+def _load_state(state_dir: Path, model, optimizer, total_steps: int) -> _RunRecord:
     paddle = paddle_env.load().paddle
     model.set_state_dict(paddle.load(str(state_dir / "model_state.pdparams")))
     optimizer.set_state_dict(_by_structure(paddle.load(str(state_dir / "optimizer.pdopt")), model, to_structure=False))
     saved = read_json(state_dir / "progress.json")
-    progress = Progress(**{**saved["progress"], "total_steps": total_steps})
-    return progress, SpanReport.from_dict(saved["best"]) if saved["best"] else None
+    reports = {key: SpanReport.from_dict(saved[key]) if saved.get(key) else None for key in ("initial", "best")}
+    counts = {key: saved[key] for key in _RUN_COUNTS if key in saved}  # a state saved before they were
+    return _RunRecord(Progress(**{**saved["progress"], "total_steps": total_steps}), **reports, **counts)
 
 
 def _jsonable(config: TrainConfig) -> dict:
