@@ -276,3 +276,23 @@ def test_shop_titles_mark_their_products_and_nothing_around_them():
     assert any(word in r["text"] for r in made for word in around)
     sample = corpus_records(Path("unused"), {"source": "shop-titles", "labels": ["产品"], "sentences": 40}, {})
     assert len(sample) == 40 and all(e["label"] == "产品" for r in sample for e in r["entities"])
+
+
+def test_sentences_dressed_as_posts_keep_every_entity_and_add_nothing_to_one():
+    from uie_backend.offline_model import social_posts
+
+    news = [{"text": "江泽民主席昨天在北京会见了美国总统克林顿，双方就中美关系交换了意见。", "relations": [],
+             "entities": [{"label": "人名", "start_offset": 0, "end_offset": 3},
+                          {"label": "地名", "start_offset": 8, "end_offset": 10},
+                          {"label": "人名", "start_offset": 17, "end_offset": 20}]}] * 200
+    posts = social_posts.dress_some(news, 0.5, seed=3)
+    assert posts == social_posts.dress_some(news, 0.5, seed=3)
+    assert 60 < sum(post is record for post, record in zip(posts, news)) < 140  # about half left as written
+    for post in posts:
+        marked = [(e["label"], post["text"][e["start_offset"]:e["end_offset"]]) for e in post["entities"]]
+        assert set(marked) == {("人名", "江泽民"), ("地名", "北京"), ("人名", "克林顿")}  # no piece is an entity
+        assert len(marked) in (3, 4, 5)  # a name may be written over again, each time a name
+    dressed = [post["text"] for post, record in zip(posts, news) if post is not record]
+    assert all(text != news[0]["text"] for text in dressed)
+    assert any(text.startswith(("//@", "回复@")) for text in dressed) and any("http://t.cn/" in t for t in dressed)
+    assert any(piece in text for text in dressed for piece in social_posts.EMOTICONS)

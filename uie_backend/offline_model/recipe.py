@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 
 from .. import checkpoint, trainer
-from . import common_voice, peoples_daily_1998, shop_titles, synthetic
+from . import common_voice, peoples_daily_1998, shop_titles, social_posts, synthetic
 from ..config import REPO_ROOT
 from ..data import doccano_to_examples, load_tasks, record_key, split_records, tasks_to_doccano
 from ..jsonio import read_json, write_json
@@ -242,7 +242,10 @@ def training_examples(config: dict, corpora: Path,
         keep, held = split_records(clean, (1 - config["selection_fraction"], config["selection_fraction"]))
         # "repeat": a small corpus of another genre (Weibo posts) seen that many times an epoch, so that
         # 45k sentences of 1998 news do not teach its conventions away
-        train_examples += doccano_to_examples(keep * spec.get("repeat", 1), spec["labels"],
+        # "as_posts": that share of the training sentences dressed as social-media posts (social_posts.py);
+        # the selection slice stays as the corpus wrote it
+        taught = social_posts.dress_some(keep, spec["as_posts"], PART_SEED) if "as_posts" in spec else keep
+        train_examples += doccano_to_examples(taught * spec.get("repeat", 1), spec["labels"],
                                               negative_ratio=hp["negative_ratio"])
         select_examples += doccano_to_examples(held, spec["labels"], negative_ratio=len(spec["labels"]))
         if "absent_labels" in spec:
