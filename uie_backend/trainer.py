@@ -98,7 +98,7 @@ class _RunRecord:
     losses: list[float] = field(default_factory=list)  # since the last evaluation: one step's is too noisy to plot
 
 
-_RUN_COUNTS = ("best_step", "stale_evals", "version", "history", "losses")  # saved as they are
+_SAVED_AS_IS = ("best_step", "stale_evals", "version", "history", "losses")  # JSON as they are
 
 
 # --- encoding -------------------------------------------------------------------------------------------
@@ -534,7 +534,7 @@ def _save_state(state_dir: Path, model, optimizer, run: _RunRecord) -> None:
     paddle.save(model.state_dict(), str(staging / "model_state.pdparams"))
     paddle.save(_by_structure(optimizer.state_dict(), model, to_structure=True), str(staging / "optimizer.pdopt"))
     write_json(staging / "progress.json", {
-        "progress": asdict(run.progress), **{key: getattr(run, key) for key in _RUN_COUNTS},
+        "progress": asdict(run.progress), **{key: getattr(run, key) for key in _SAVED_AS_IS},
         **{key: getattr(run, key).to_dict() if getattr(run, key) else None for key in ("initial", "best")}})
     checkpoint.replace_dir(staging, state_dir)
     log.info("saved resumable state at step %d to %s", run.progress.step, state_dir)
@@ -562,8 +562,8 @@ def _load_state(state_dir: Path, model, optimizer, total_steps: int) -> _RunReco
     optimizer.set_state_dict(_by_structure(paddle.load(str(state_dir / "optimizer.pdopt")), model, to_structure=False))
     saved = read_json(state_dir / "progress.json")
     reports = {key: SpanReport.from_dict(saved[key]) if saved.get(key) else None for key in ("initial", "best")}
-    counts = {key: saved[key] for key in _RUN_COUNTS if key in saved}  # a state saved before they were
-    return _RunRecord(Progress(**{**saved["progress"], "total_steps": total_steps}), **reports, **counts)
+    kept = {key: saved[key] for key in _SAVED_AS_IS if key in saved}  # a state saved before they were has none
+    return _RunRecord(Progress(**{**saved["progress"], "total_steps": total_steps}), **reports, **kept)
 
 
 def _jsonable(config: TrainConfig) -> dict:

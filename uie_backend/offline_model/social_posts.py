@@ -94,11 +94,10 @@ def dress(record: dict, rng: random.Random) -> dict:
         post = _repeat_a_name(post, rng)
     if post["text"].endswith("。") and rng.random() < 0.5:
         post = {**post, "text": post["text"][:-1] + rng.choice(["", "！", "！！", "~"])}
-    edges = sorted({e[side] for e in post["entities"] for side in ("start_offset", "end_offset")})
     for _ in range(rng.randint(1, 3)):
+        edges = sorted({e[side] for e in post["entities"] for side in ("start_offset", "end_offset")})
         at = rng.choice(edges) if edges and rng.random() < 0.5 else rng.choice(_free_cuts(post))
         post = _insert(post, at, _piece(rng))
-        edges = sorted({e[side] for e in post["entities"] for side in ("start_offset", "end_offset")})
     if rng.random() < 0.4:
         lead = rng.choice(LEADS).format(handle=handle(rng), tag=rng.choice(TAGS))
         post = _insert(post, 0, lead)
