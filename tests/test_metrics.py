@@ -66,3 +66,12 @@ def test_spans_from_doccano():
         {"id": 2, "start_offset": 3, "end_offset": 5, "label": "地名"},
     ]}
     assert spans_from_doccano(record) == {("人名", 0, 2), ("地名", 3, 5)}
+
+
+def test_the_standard_error_of_f1_is_wide_on_a_few_spans_and_narrow_on_many():
+    from uie_backend.metrics import _score, f1_standard_error
+
+    few, many = _score(2, 2, 6), _score(800, 1000, 1000)  # F1 0.5 on six spans; 0.8 on a thousand
+    assert 0.15 < f1_standard_error(few) < 0.3 and f1_standard_error(many) < 0.015
+    assert f1_standard_error(_score(2, 2, 2)) > 0.2  # perfect on two spans is not certain
+    assert f1_standard_error(_score(0, 0, 0)) == 0.0

@@ -210,6 +210,29 @@ def test_batches_drawn_from_a_length_pool_hold_similar_lengths_and_every_example
     assert [[id(e) for e in b] for b in pooled] == [[id(e) for e in b] for b in _batches(items, 32, random.Random(1), 10)]
 
 
+def test_a_later_checkpoint_within_noise_of_the_best_is_kept_in_its_place_and_a_clearly_worse_one_is_not():
+    """Start Training's refit trains for as many epochs as the kept checkpoint had: on a dev split of six spans,
+    an early 0.5 (one span more) must not cut the annotated tasks' training short. On a thousand spans the same
+    rule keeps the best, and early stopping still counts from the best."""
+    from uie_backend import trainer
+    from uie_backend.metrics import SpanReport, _score
+
+    def kept_steps(scores: list[tuple[int, int, int]], slack_se: float) -> tuple[list[int], int]:
+        run, kept = trainer._RunRecord(trainer.Progress(), None), []
+        for step, counts in enumerate(scores, start=1):
+            run.progress.step = step
+            if trainer._judge(run, SpanReport({}, _score(*counts)), slack_se)[1]:
+                kept.append(step)
+        return kept, run.stale_evals
+
+    few = [(1, 2, 6), (2, 2, 6), (2, 4, 6), (2, 3, 6), (1, 8, 6)]  # F1 0.25, 0.5, 0.4, 0.44, 0.14
+    assert kept_steps(few, 0.0) == ([1, 2], 3)
+    assert kept_steps(few, 1.0) == ([1, 2, 3, 4], 3)  # not the last: 0.14 is worse beyond noise
+    many = [(700, 1000, 1000), (800, 1000, 1000), (790, 1000, 1000)]  # F1 0.7, 0.8, 0.79: 0.79 within noise
+    assert kept_steps(many, 1.0) == ([1, 2, 3], 1)
+    assert kept_steps([(700, 1000, 1000), (800, 1000, 1000), (770, 1000, 1000)], 1.0) == ([1, 2], 1)
+
+
 def test_a_checkpoint_can_be_judged_at_its_best_pointer_threshold(tmp_path, trained_checkpoint):
     """A recipe folds the best threshold into the model it ships, so it keeps checkpoints by their score there.
     A good model shifted to over-predict at 0.5 (what positive weighting does) is worth more at 0.9."""

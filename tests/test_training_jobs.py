@@ -89,6 +89,20 @@ def test_jobs_run_beside_serving_coalesce_follow_ups_and_survive_a_kill(backend_
     assert predict(client, project=6)["model_version"] == predict(client, None)["model_version"] == old_version
 
 
+def test_the_gate_serves_a_model_a_span_behind_on_a_few_dev_tasks_but_not_one_clearly_worse():
+    """On 14 dev spans one span is noise: refusing on it leaves the new annotations unlearnt. On a thousand
+    spans three points are not noise."""
+    from uie_backend.metrics import SpanReport, _score
+    from uie_backend.training import should_activate
+
+    def gate(new: tuple[int, int, int], served: tuple[int, int, int]) -> bool:
+        return should_activate("if-not-worse", SpanReport({}, _score(*new)), SpanReport({}, _score(*served)))[0]
+
+    assert gate((12, 12, 14), (13, 13, 14))  # 0.923 against 0.963
+    assert not gate((9, 12, 14), (13, 13, 14))  # 0.692
+    assert gate((790, 1000, 1000), (800, 1000, 1000)) and not gate((770, 1000, 1000), (800, 1000, 1000))
+
+
 @pytest.mark.slow
 def test_a_worse_model_is_kept_but_not_served_and_rollback_restores_the_old_predictions(
         backend_env, trained_checkpoint, monkeypatch):

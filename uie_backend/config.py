@@ -99,7 +99,8 @@ class Settings:
         "UIE_AUTO_TRAIN_DELAY", 30.0, "Seconds to wait after the Nth annotation, so a burst of saves is one run.")
     activation_policy: str = _setting(
         "UIE_ACTIVATION_POLICY", "if-not-worse",
-        "When a trained model is served: `if-not-worse` (dev F1 at least the active model's), `always`, "
+        "When a trained model is served: `if-not-worse` (dev F1 not below the active model's by more than "
+        "one standard error: on a few dev tasks one span is noise), `always`, "
         "or `never-auto` (only by `versions.py activate` / `POST /versions/<id>/activate`).")
     train_from: str = _setting(
         "UIE_TRAIN_FROM", "", "A checkpoint directory that is every project's base: served until the project "

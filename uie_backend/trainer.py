@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import checkpoint, paddle_env
-from .metrics import SpanReport, score_spans
+from .metrics import SpanReport, f1_standard_error, score_spans
 from .jsonio import read_json, write_json
 from .offsets import fix_unknown
 
@@ -53,6 +53,11 @@ class TrainConfig:
     state_every_s: float = 0            # save a resumable state to save_dir/last this often (0: never)
     resume: bool = False                # continue from save_dir/last when it exists
     length_pool: int = 50               # batches' worth of examples sorted by length together (1: plain shuffle)
+    # keep the latest checkpoint whose dev F1 is within this many standard errors of the best
+    # (metrics.f1_standard_error), not the best itself; 0: the best, a tie going to the later. Start Training sets
+    # it: on a dev split of a few tasks one span more is noise, and an early lucky evaluation chose too few
+    # epochs for the refit to learn the annotated tasks (docs/decisions.md, "Epochs from a dev split of a few tasks")
+    selection_slack_se: float = 0.0
 
 
 @dataclass
@@ -93,12 +98,13 @@ class _RunRecord:
     best: SpanReport | None = None
     best_step: int = 0
     stale_evals: int = 0                # evaluations since the best, for early stopping
+    good_enough: float = -1.0           # the lowest dev F1 counted as the best's equal (selection_slack_se)
     version: str | None = None           # of the best checkpoint saved
     history: list[dict] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)  # since the last evaluation: one step's is too noisy to plot
 
 
-_SAVED_AS_IS = ("best_step", "stale_evals", "version", "history", "losses")  # JSON as they are
+_SAVED_AS_IS = ("best_step", "stale_evals", "good_enough", "version", "history", "losses")  # JSON as they are
 
 
 # --- encoding -------------------------------------------------------------------------------------------
@@ -459,21 +465,18 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
             if evaluate_now and dev_items:
                 report, at = _dev_report(model, dev_items, config)
                 progress.last_f1 = report.overall.f1
-                # A tie goes to the later, longer-trained checkpoint (small dev sets plateau early).
-                if run.best is None or report.overall.f1 >= progress.best_f1:
-                    progress.best_f1, run.best, run.best_step = report.overall.f1, report, progress.step
-                    run.stale_evals = 0
+                top, keep = _judge(run, report, config.selection_slack_se)
+                if keep:
                     run.version = checkpoint.save(model, tokenizer, Path(config.save_dir) / "model_best", {
                         **(meta or {}), "init_from": str(config.init_from), "train_config": _jsonable(config),
                         "step": progress.step, "dev": report.to_dict(), "dev_threshold": at})
-                    log.info("step %d: dev F1 %.4f at %.2f (best), saved %s", progress.step, report.overall.f1, at,
-                             run.version)
+                    log.info("step %d: dev F1 %.4f at %.2f (%s), saved %s", progress.step, report.overall.f1, at,
+                             "best" if top else f"best {progress.best_f1:.4f}, within noise of it", run.version)
                     if config.state_every_s:  # a run resumed from an older state would not know this checkpoint,
                         # and would overwrite it with the next one it judged best, however much worse
                         last_state = time.monotonic()
                         _save_state(state_dir, model, optimizer, run)
                 else:
-                    run.stale_evals += 1
                     log.info("step %d: dev F1 %.4f at %.2f (best %.4f)", progress.step, report.overall.f1, at,
                              progress.best_f1)
             if evaluate_now:
@@ -510,6 +513,24 @@ def train(config: TrainConfig, train_examples: Sequence[dict], dev_examples: Seq
         run.best_step = progress.step
     return TrainResult(run.version, run.best, run.initial, progress.step, time.monotonic() - started, _jsonable(config),
                        best_epochs=run.best_step / steps_per_epoch, history=history)
+
+
+def _judge(run: _RunRecord, report: SpanReport, slack_se: float) -> tuple[bool, bool]:
+    """Whether a dev evaluation is the best so far, and whether its checkpoint is kept (and reported) in place
+    of the one kept before. A tie goes to the later, longer-trained checkpoint (small dev sets plateau early),
+    and so does a score within ``slack_se`` standard errors of the best (``TrainConfig.selection_slack_se``).
+    Early stopping counts evaluations since the best, kept or not."""
+    f1 = report.overall.f1
+    top = run.best is None or f1 >= run.progress.best_f1
+    if top:
+        run.progress.best_f1, run.stale_evals = f1, 0
+        run.good_enough = f1 - slack_se * f1_standard_error(report.overall)
+    else:
+        run.stale_evals += 1
+    keep = top or f1 >= run.good_enough
+    if keep:
+        run.best, run.best_step = report, run.progress.step
+    return top, keep
 
 
 def best_threshold(reports: dict[float, SpanReport], preferred: float = 0.5) -> float:
