@@ -20,26 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common import EMBEDDED_MODEL, REPO, machine, quiet_logs, temp_home
+from corpus import keep_labels, label_config
 
 if TYPE_CHECKING:
     from uie_backend.config import Settings
 
 DEFAULT_LABELS = ["人名", "组织", "职位", "学历"]  # resume: two labels the shipped model knows, two it does not
-
-
-def label_config(labels: list[str]) -> str:
-    values = "".join(f'<Label value="{label}"/>' for label in labels)
-    return f'<View><Labels name="label" toName="text">{values}</Labels><Text name="text" value="$text"/></View>'
-
-
-def keep_labels(tasks: list[dict], labels: list[str]) -> list[dict]:
-    """The tasks with only the regions of ``labels`` (the annotators of this project label only those)."""
-    out = []
-    for task in tasks:
-        annotations = [{**a, "result": [r for r in a["result"] if r["value"]["labels"][0] in labels]}
-                       for a in task["annotations"]]
-        out.append({**task, "annotations": annotations})
-    return out
 
 
 def fine_tune_learning_rate(start: Path) -> float:

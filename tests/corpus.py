@@ -2,7 +2,8 @@
 
 Sentences are built from templates and entity lists, so every span's offsets are known exactly; the
 "new" sentences put the same entities into templates the model never saw, which is what an annotator's
-next task looks like.
+next task looks like. The two helpers at the end make a project of a real export's tasks (the tests and
+benchmarks that read ../shared's corpora).
 """
 
 from __future__ import annotations
@@ -61,3 +62,15 @@ def task(task_id: int, text: str, spans, annotated: bool = True) -> dict:
 def annotated_tasks(count: int, seed: int = 0, templates=TRAIN_TEMPLATES) -> list[dict]:
     rng = random.Random(seed)
     return [task(i + 1, *sentence(templates[i % len(templates)], rng)) for i in range(count)]
+
+
+def label_config(labels: list[str]) -> str:
+    """A labeling config of one ``<Labels>`` control with ``labels`` over the text."""
+    values = "".join(f'<Label value="{label}"/>' for label in labels)
+    return f'<View><Labels name="label" toName="text">{values}</Labels><Text name="text" value="$text"/></View>'
+
+
+def keep_labels(tasks: list[dict], labels: list[str]) -> list[dict]:
+    """The tasks with only the regions of ``labels`` (the annotators of a project that labels only those)."""
+    return [{**task, "annotations": [{**a, "result": [r for r in a["result"] if r["value"]["labels"][0] in labels]}
+                                     for a in task["annotations"]]} for task in tasks]

@@ -84,15 +84,12 @@ def test_start_training_on_twenty_resume_tasks_teaches_the_shipped_model_every_o
     labels = ["人名", "组织", "职位", "学历"]
     tasks = load_tasks(SHARED / "data" / "ner" / "resume" / "train.json")
     random.Random(1).shuffle(tasks)
-    tasks = [{**task, "annotations": [{**a, "result": [r for r in a["result"] if r["value"]["labels"][0] in labels]}
-                                      for a in task["annotations"]]} for task in tasks[:20]]
-    config = ('<View><Labels name="label" toName="text">' + "".join(f'<Label value="{v}"/>' for v in labels)
-              + '</Labels><Text name="text" value="$text"/></View>')
+    tasks = corpus.keep_labels(tasks[:20], labels)
     settings = Settings.from_env({"UIE_CHECKPOINT_DIR": str(tmp_path / "checkpoint"), "UIE_DEVICE": "cpu",
                                   "UIE_DATA_DIR": str(tmp_path / "data"), "PPNLP_HOME": str(tmp_path / "ppnlp"),
                                   "UIE_MODEL": "", "UIE_TRAIN_FROM": str(EMBEDDED_MODEL)})
-    summary = training.run(training.TrainingRequest(label_config=config, project_id=1, tasks=tasks), settings,
-                           tmp_path / "run")
+    request = training.TrainingRequest(label_config=corpus.label_config(labels), project_id=1, tasks=tasks)
+    summary = training.run(request, settings, tmp_path / "run")
     assert summary["held_out"] and summary["dev_new"]["overall"]["support"] == 6
 
     model = registry.versions_dir(lineages.project_dir(settings, 1)) / summary["version"]
